@@ -1,0 +1,125 @@
+"""A rule-based baseline: the rolling z-score of each feature over the last ``window`` events.
+
+The score is the largest absolute z-score among the event's features, measured
+against the window *before* the event (score first, then learn). Memory is bounded:
+one ring buffer of ``window`` floats per feature.
+
+>>> det = RollingZScore(window=16, min_history=4)
+>>> for v in [1.0, 1.1, 0.9, 1.0, 1.05, 0.95]:
+...     det.learn_one({"v": v})
+>>> round(det.score_one({"v": 1.0}), 6)
+0.0
+>>> det.score_one({"v": 3.0}) > 20
+True
+"""
+
+from __future__ import annotations
+
+from math import sqrt
+
+#: scores are capped so a zero-variance feature that moves gives a large, finite score
+MAX_SCORE = 1e6
+
+
+class _Window:
+    """Ring buffer with a running sum and sum of squared deviations (Welford, with removal)."""
+
+    __slots__ = ("buf", "m2", "mean", "n", "pos")
+
+    def __init__(self, size: int) -> None:
+        self.buf = [0.0] * size
+        self.pos = 0
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    def push(self, value: float) -> None:
+        size = len(self.buf)
+        if self.n < size:
+            self.n += 1
+            delta = value - self.mean
+            self.mean += delta / self.n
+            self.m2 += delta * (value - self.mean)
+        else:
+            old = self.buf[self.pos]
+            old_mean = self.mean
+            self.mean += (value - old) / size
+            self.m2 += (value - old) * (value - self.mean + old - old_mean)
+            if self.m2 < 0.0:  # rounding
+                self.m2 = 0.0
+        self.buf[self.pos] = value
+        self.pos = (self.pos + 1) % size
+
+    def std(self) -> float:
+        return sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+
+
+class RollingZScore:
+    """Rolling z-score per feature; score = max |z| over the event's features.
+
+    Parameters
+    ----------
+    window
+        Events per feature the statistics cover.
+    min_history
+        A feature scores 0.0 until it has this many past values.
+    min_std
+        Floor of the standard deviation, so constant features give finite scores.
+    """
+
+    name = "zscore"
+
+    def __init__(self, window: int = 256, min_history: int = 8, min_std: float = 1e-9) -> None:
+        if window < 2:
+            raise ValueError(f"window must be at least 2, got {window}")
+        if not 2 <= min_history <= window:
+            raise ValueError(f"min_history must be in [2, window={window}], got {min_history}")
+        if not min_std > 0:
+            raise ValueError(f"min_std must be positive, got {min_std}")
+        self.window = window
+        self.min_history = min_history
+        self.min_std = min_std
+        self._features: dict[str, _Window] = {}
+
+    def _z(self, name: str, value: float) -> float:
+        win = self._features.get(name)
+        if win is None or win.n < self.min_history:
+            return 0.0
+        z = abs(value - win.mean) / max(win.std(), self.min_std)
+        return z if z < MAX_SCORE else MAX_SCORE
+
+    def score_one(self, x: dict[str, float]) -> float:
+        best = 0.0
+        for name, value in x.items():
+            z = self._z(name, value)
+            if z > best:
+                best = z
+        return best
+
+    def explain_one(self, x: dict[str, float]) -> dict[str, float]:
+        out = {}
+        for name, value in x.items():
+            win = self._features.get(name)
+            if win is not None and win.n >= self.min_history:
+                sign = 1.0 if value >= win.mean else -1.0
+                out[name] = sign * self._z(name, value)
+        return out
+
+    def learn_one(self, x: dict[str, float]) -> None:
+        features = self._features
+        for name, value in x.items():
+            win = features.get(name)
+            if win is None:
+                win = features[name] = _Window(self.window)
+            win.push(value)
+
+    def clone(self) -> RollingZScore:
+        return RollingZScore(self.window, self.min_history, self.min_std)
+
+    def params(self) -> dict[str, object]:
+        return {"window": self.window, "min_history": self.min_history, "min_std": self.min_std}
+
+    def stats(self, name: str) -> tuple[float, float] | None:
+        """(mean, std) of a feature's window, or None before it has history."""
+        win = self._features.get(name)
+        return None if win is None or win.n < 2 else (win.mean, win.std())

@@ -1,0 +1,132 @@
+"""Every Prometheus metric the service exports, in one place, with an injectable registry.
+
+Names follow DESIGN.md: namespace ``alerting_``, counters end in ``_total``, durations
+in ``_seconds``, and no entity key is ever a label (cardinality). The Grafana
+dashboard queries these names; renaming one means updating the dashboard and its test.
+
+>>> from prometheus_client import CollectorRegistry
+>>> m = Metrics(CollectorRegistry())
+>>> m.events_processed.labels(kind="trade").inc(3)
+>>> m.registry.get_sample_value("alerting_events_processed_total", {"kind": "trade"})
+3.0
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.exposition import start_http_server
+
+from alerting import __version__
+
+#: 1 ms to 30 s, roughly ×2.5 apart
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+
+class Metrics:
+    """The service's metrics, registered in ``registry`` (a fresh one by default)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.build = Info("alerting_build", "Version of the alerting service.", registry=r)
+        self.build.info({"version": __version__})
+        self.events_consumed = Counter(
+            "alerting_events_consumed_total", "Input records read from Kafka.", registry=r
+        )
+        self.events_processed = Counter(
+            "alerting_events_processed_total",
+            "Valid events scored and learned, by event kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.events_invalid = Counter(
+            "alerting_events_invalid_total",
+            "Input records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "alerting_alerts_total",
+            "Alerts published and acknowledged, by CloudEvent type and severity.",
+            ["type", "severity"],
+            registry=r,
+        )
+        self.alerts_suppressed = Counter(
+            "alerting_alerts_suppressed_total",
+            "Scores over the threshold that the policy did not send, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "alerting_batch_processing_seconds",
+            "Time to decode, score and decide one polled batch (excludes publishing).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "alerting_batch_records",
+            "Records per polled batch.",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+            registry=r,
+        )
+        self.end_to_end = Histogram(
+            "alerting_end_to_end_latency_seconds",
+            "From the input record's Kafka timestamp to the broker acknowledging its alert.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.publish_seconds = Histogram(
+            "alerting_publish_seconds",
+            "Time to publish one batch's alerts and dead letters until acknowledged.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "alerting_commit_seconds",
+            "Time to commit one batch's offsets.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.broker_errors = Counter(
+            "alerting_broker_errors_total",
+            "Failed broker operations that were retried, by operation.",
+            ["operation"],
+            registry=r,
+        )
+        self.live_models = Gauge(
+            "alerting_live_models", "Per-entity models held in memory.", registry=r
+        )
+        self.warming_up = Gauge(
+            "alerting_entities_warming_up",
+            "Entities that have not yet seen enough events to alert.",
+            registry=r,
+        )
+        self.evictions = Counter(
+            "alerting_model_evictions_total",
+            "Per-entity models evicted to bound memory.",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "alerting_consumer_lag_records",
+            "Records between the consumer position and the high watermark, by partition.",
+            ["partition"],
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "alerting_assigned_partitions", "Input partitions assigned to this process.", registry=r
+        )
+        self.rebalances = Counter(
+            "alerting_rebalances_total", "Consumer-group rebalances seen.", registry=r
+        )
+        self.last_event_timestamp = Gauge(
+            "alerting_last_event_timestamp_seconds",
+            "Event time of the newest processed event.",
+            registry=r,
+        )
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve ``/metrics`` over HTTP in a daemon thread; return the bound port."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_address[1])
