@@ -1,0 +1,1 @@
+"""Input adapters: the Kafka consume loop, its port, and the alert subscriber."""

@@ -1,0 +1,79 @@
+"""The narrow port between the consume loop and Kafka: poll a batch, publish, commit.
+
+The kafka-python adapter (:mod:`consumers.kafka_port`) passes the client's own
+``ConsumerRecord`` objects through untouched (no per-record copy); unit tests use an
+in-memory fake with records of the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class InputRecord(Protocol):
+    """The attributes of a consumed record the loop reads (kafka-python's names)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int:
+        """Kafka record timestamp, milliseconds since the epoch."""
+        ...
+
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A message to publish."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class DeliveryError(Exception):
+    """Some messages were not acknowledged; ``pending`` are the ones to send again."""
+
+    def __init__(self, message: str, pending: Sequence[Outgoing]) -> None:
+        super().__init__(message)
+        self.pending = list(pending)
+
+
+class Port(Protocol):
+    """What the consume loop needs from Kafka."""
+
+    def poll(self, max_records: int, timeout_ms: int) -> Sequence[InputRecord]:
+        """The next batch of input records (possibly empty)."""
+        ...
+
+    def publish(self, messages: Sequence[Outgoing], timeout_s: float) -> None:
+        """Send ``messages`` and block until the broker acknowledged all of them.
+
+        Raises :class:`DeliveryError` listing the unacknowledged ones.
+        """
+        ...
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Commit ``{(topic, partition): next offset to read}``."""
+        ...
+
+    def lag(self) -> dict[int, int]:
+        """Records behind the high watermark, per assigned input partition."""
+        ...
+
+    def close(self) -> None:
+        """Leave the group and release the clients."""
+        ...

@@ -1,0 +1,206 @@
+"""The consume loop: poll → decode → dead-letter or process → publish → commit.
+
+Delivery is at-least-once. A batch's offsets are committed only after the broker has
+acknowledged every alert and dead letter the batch produced; if publishing fails the
+loop retries those messages (with a clear log line) until they are acknowledged or the
+service is told to stop, and then commits nothing for that batch. After a crash the
+uncommitted events are read again and produce alerts with the same deterministic ids.
+
+Metrics are updated once per batch, not per event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from alerting.alerts import SourcePosition
+from alerting.errors import InvalidEvent
+from alerting.events import decode
+from alerting.metrics import Metrics
+from alerting.processor import Processor
+from consumers.port import DeliveryError, InputRecord, Outgoing, Port
+from producers.dead_letters import dead_letter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopConfig:
+    alerts_topic: str
+    dead_letter_topic: str
+    max_batch_records: int = 2000
+    poll_timeout_ms: int = 200
+    delivery_timeout_s: float = 30.0
+    retry_backoff_s: float = 1.0
+
+
+class Service:
+    """Runs the consume loop until ``stop`` is set."""
+
+    def __init__(
+        self,
+        port: Port,
+        processor: Processor,
+        metrics: Metrics,
+        config: LoopConfig,
+        clock: Callable[[], float] = time.time,
+        on_alert: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self.port = port
+        self.processor = processor
+        self.metrics = metrics
+        self.config = config
+        self.clock = clock
+        self.on_alert = on_alert
+        self.stop = threading.Event()
+        self.batches = 0
+
+    def run(self) -> None:
+        """Process batches until :attr:`stop` is set, then close the port."""
+        log.info("detector service started")
+        try:
+            while not self.stop.is_set():
+                self.run_once()
+        finally:
+            self.port.close()
+            log.info("detector service stopped after %d batches", self.batches)
+
+    def run_once(self) -> int:
+        """Poll, process, publish and commit one batch; the number of records read."""
+        cfg = self.config
+        try:
+            records = self.port.poll(cfg.max_batch_records, cfg.poll_timeout_ms)
+        except Exception as exc:  # the loop must survive any broker trouble
+            self.metrics.broker_errors.labels(operation="poll").inc()
+            log.warning("poll failed (%s); retrying in %.1fs", exc, cfg.retry_backoff_s)
+            self.stop.wait(cfg.retry_backoff_s)
+            return 0
+        if not records:
+            self._update_lag()
+            return 0
+        started = time.perf_counter()
+        outgoing, alert_times, offsets = self._process(records)
+        m = self.metrics
+        m.batch_seconds.observe(time.perf_counter() - started)
+        m.batch_size.observe(len(records))
+        m.events_consumed.inc(len(records))
+
+        if outgoing:
+            published = time.perf_counter()
+            if not self._publish(outgoing):
+                return len(records)  # stopping with unacknowledged output: commit nothing
+            m.publish_seconds.observe(time.perf_counter() - published)
+            acked = self.clock()
+            for record_ms, alert_type, severity in alert_times:
+                m.end_to_end.observe(max(acked - record_ms / 1000.0, 0.0))
+                m.alerts.labels(type=alert_type, severity=severity).inc()
+        self._commit(offsets)
+        self._flush_counts()
+        self._update_lag()
+        self.batches += 1
+        return len(records)
+
+    def _process(
+        self, records: Sequence[InputRecord]
+    ) -> tuple[list[Outgoing], list[tuple[int, str, str]], dict[tuple[str, int], int]]:
+        cfg = self.config
+        process = self.processor.process
+        outgoing: list[Outgoing] = []
+        alert_times: list[tuple[int, str, str]] = []
+        offsets: dict[tuple[str, int], int] = {}
+        invalid = self.metrics.events_invalid
+        newest = 0.0
+        for record in records:
+            offsets[(record.topic, record.partition)] = record.offset + 1
+            try:
+                event = decode(record.value)
+            except InvalidEvent as error:
+                invalid.labels(reason=error.reason).inc()
+                outgoing.append(dead_letter(record, error, cfg.dead_letter_topic))
+                continue
+            try:
+                alerts = process(event, SourcePosition(record.topic, record.partition, record.offset))
+            except Exception as exc:  # a bug must not stop the loop or lose the record
+                log.exception("processing failed at %s/%d/%d", record.topic, record.partition,
+                              record.offset)
+                invalid.labels(reason="processing_error").inc()
+                outgoing.append(
+                    dead_letter(record, InvalidEvent("processing_error", repr(exc)),
+                                cfg.dead_letter_topic)
+                )
+                continue
+            newest = event.timestamp
+            for alert in alerts:
+                outgoing.append(Outgoing(cfg.alerts_topic, alert.entity.encode(), alert.to_json(),
+                                         [("content-type", b"application/cloudevents+json")]))
+                alert_times.append((record.timestamp, alert.type, alert.severity))
+                if self.on_alert is not None:
+                    self.on_alert(outgoing[-1].value or b"")
+        if newest:
+            self.metrics.last_event_timestamp.set(newest)
+        return outgoing, alert_times, offsets
+
+    def _publish(self, messages: list[Outgoing]) -> bool:
+        """Publish until acknowledged; False if told to stop first."""
+        cfg = self.config
+        pending = messages
+        failures = 0
+        while True:
+            try:
+                self.port.publish(pending, cfg.delivery_timeout_s)
+                if failures:
+                    log.warning("broker acknowledged again after %d failed attempts", failures)
+                return True
+            except DeliveryError as exc:
+                pending = exc.pending or pending
+                failures += 1
+                self.metrics.broker_errors.labels(operation="publish").inc()
+                log.warning(
+                    "publishing %d messages failed (%s); broker unreachable? retrying in %.1fs",
+                    len(pending), exc, cfg.retry_backoff_s,
+                )
+            if self.stop.wait(cfg.retry_backoff_s):
+                log.warning("stopping with %d unacknowledged messages; their offsets stay "
+                            "uncommitted and will be processed again", len(pending))
+                return False
+
+    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        started = time.perf_counter()
+        for attempt in range(3):
+            try:
+                self.port.commit(offsets)
+                self.metrics.commit_seconds.observe(time.perf_counter() - started)
+                return
+            except Exception as exc:
+                self.metrics.broker_errors.labels(operation="commit").inc()
+                log.warning("commit failed (attempt %d: %s)", attempt + 1, exc)
+                if self.stop.wait(self.config.retry_backoff_s):
+                    break
+        # not fatal: the events are re-read and re-alerted with the same ids
+        log.warning("offsets %s not committed; those events may be processed again", offsets)
+
+    def _flush_counts(self) -> None:
+        proc, m = self.processor, self.metrics
+        for kind, n in proc.processed.items():
+            m.events_processed.labels(kind=kind).inc(n)
+        for reason, n in proc.suppressed.items():
+            m.alerts_suppressed.labels(reason=reason).inc(n)
+        proc.processed.clear()
+        proc.suppressed.clear()
+        if proc.evictions:
+            m.evictions.inc(proc.evictions)
+            proc.evictions = 0
+        m.live_models.set(proc.live_models)
+        m.warming_up.set(proc.warming_up)
+
+    def _update_lag(self) -> None:
+        try:
+            lag = self.port.lag()
+        except Exception:  # lag is informational; never let it stop the loop
+            return
+        for partition, behind in lag.items():
+            self.metrics.consumer_lag.labels(partition=str(partition)).set(behind)
