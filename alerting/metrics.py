@@ -120,6 +120,12 @@ class Metrics:
         self.rebalances = Counter(
             "alerting_rebalances_total", "Consumer-group rebalances seen.", registry=r
         )
+        self.broker_up = Gauge(
+            "alerting_broker_up",
+            "1 while the Kafka broker answers the service's health probe, else 0.",
+            registry=r,
+        )
+        self.broker_up.set(1)
         self.last_event_timestamp = Gauge(
             "alerting_last_event_timestamp_seconds",
             "Event time of the newest processed event.",
