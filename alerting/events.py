@@ -136,13 +136,25 @@ def decode(value: bytes | str | None) -> Event:
     try:
         return _ADAPTER.validate_json(value)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        reason = _REASONS.get(first["type"], "schema")
-        where = ".".join(str(part) for part in first["loc"][1:] or first["loc"]) or "value"
-        got = first.get("input")
-        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
-        extra = f" and {exc.error_count() - 1} more" if exc.error_count() > 1 else ""
-        raise InvalidEvent(reason, f"{where}: {first['msg']}{shown}{extra}") from None
+        raise _invalid(exc) from None
+
+
+def validate(obj: object) -> Event:
+    """Validate an already-parsed object (a dict from a file row); same errors as decode."""
+    try:
+        return _ADAPTER.validate_python(obj)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> InvalidEvent:
+    first = exc.errors(include_url=False)[0]
+    reason = _REASONS.get(first["type"], "schema")
+    where = ".".join(str(part) for part in first["loc"][1:] or first["loc"]) or "value"
+    got = first.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    extra = f" and {exc.error_count() - 1} more" if exc.error_count() > 1 else ""
+    return InvalidEvent(reason, f"{where}: {first['msg']}{shown}{extra}")
 
 
 def encode(event: Event) -> bytes:

@@ -96,20 +96,23 @@ class Processor:
         x = extract(event, state.features)
         model = state.model
         score = model.score_one(x)
-        model.learn_one(x)
         state.seen += 1
         self.processed[event.kind] += 1
         if state.seen <= self.warmup:
+            model.learn_one(x)
             if state.seen == self.warmup:
                 self.warming_up -= 1
             return []
         before = state.policy.suppressed
         severity = self.policy.evaluate(state.policy, score, event.timestamp)
         if severity is None:
+            model.learn_one(x)
             if state.policy.suppressed != before:
                 self.suppressed["cooldown"] += 1
             return []
-        contributions = model.explain_one(x) if hasattr(model, "explain_one") else {}
+        # explain against the state the score was computed on, i.e. before learning x
+        contributions = model.explain_one(x)
+        model.learn_one(x)
         return [
             Alert(
                 type=FIRING,
@@ -139,8 +142,5 @@ def summarize(
     """One line a person can read in a notification."""
     top = sorted(contributions.items(), key=lambda kv: -abs(kv[1]))[:3]
     reasons = ", ".join(f"{name} {features[name]:+.4g} ({z:+.1f}σ)" for name, z in top)
-    if isinstance(event, Trade):
-        what = f"trade {event.size:g} @ {event.price:g}"
-    else:
-        what = event.kind
+    what = f"trade {event.size:g} @ {event.price:g}" if isinstance(event, Trade) else event.kind
     return f"{event.entity} {what}: {reasons or f'score {score:.2f}'} [{severity}]"

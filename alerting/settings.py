@@ -79,8 +79,7 @@ class KafkaSettings(_Section):
     def _consistent(self) -> KafkaSettings:
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
             raise ValueError(
-                "kafka.heartbeat_interval_ms must be at most a third of "
-                "kafka.session_timeout_ms"
+                "kafka.heartbeat_interval_ms must be at most a third of kafka.session_timeout_ms"
             )
         if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
             raise ValueError("kafka.sasl_mechanism is required when security_protocol is SASL_*")
@@ -198,13 +197,29 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
-    topics: TopicSettings = Field(default_factory=TopicSettings)  # type: ignore[arg-type]
-    service: ServiceSettings = Field(default_factory=ServiceSettings)  # type: ignore[arg-type]
-    detector: DetectorSettings = Field(default_factory=DetectorSettings)  # type: ignore[arg-type]
-    policy: PolicySettings = Field(default_factory=PolicySettings)  # type: ignore[arg-type]
-    metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # type: ignore[arg-type]
-    broker: BrokerSettings = Field(default_factory=BrokerSettings)  # type: ignore[arg-type]
+    kafka: KafkaSettings = Field(
+        default_factory=lambda: KafkaSettings(), description="Kafka connection and security."
+    )
+    topics: TopicSettings = Field(
+        default_factory=lambda: TopicSettings(), description="Topic names and creation."
+    )
+    service: ServiceSettings = Field(
+        default_factory=lambda: ServiceSettings(), description="The consume loop."
+    )
+    detector: DetectorSettings = Field(
+        default_factory=lambda: DetectorSettings(),
+        description="The per-entity detector and threshold.",
+    )
+    policy: PolicySettings = Field(
+        default_factory=lambda: PolicySettings(), description="Turning scores into alerts."
+    )
+    metrics: MetricsSettings = Field(
+        default_factory=lambda: MetricsSettings(), description="The Prometheus endpoint."
+    )
+    broker: BrokerSettings = Field(
+        default_factory=lambda: BrokerSettings(),
+        description="The embedded broker (no bootstrap servers set).",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -237,7 +252,9 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         try:
             tomllib.loads(Path(path).read_text())
         except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist (--config / {CONFIG_ENV})")
+            raise ConfigError(
+                f"config file {path} does not exist (--config / {CONFIG_ENV})"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     sections = set(Settings.model_fields)
@@ -279,6 +296,7 @@ def _explain(exc: ValidationError, path: Path | str | None) -> str:
         dotted = ".".join(str(part) for part in loc) or "settings"
         source = f" (env {_env_name(loc)}" + (f" or [{loc[0]}] in {path})" if path else ")")
         got = error.get("input")
-        shown = "" if isinstance(got, dict) else f"; got {got!r}"
+        secret = any("password" in str(part) for part in loc)
+        shown = "" if isinstance(got, dict) or secret else f"; got {got!r}"
         lines.append(f"setting {dotted}{source}: {error['msg']}{shown}")
     return "invalid settings: " + "; ".join(lines)

@@ -99,8 +99,11 @@ class BrokerWatchdog:
             )
         else:
             lasted = time.monotonic() - (self.down_since or time.monotonic())
-            log.warning("broker %s answers again after %.0fs; carrying on",
-                        self.settings.bootstrap_servers, lasted)
+            log.warning(
+                "broker %s answers again after %.0fs; carrying on",
+                self.settings.bootstrap_servers,
+                lasted,
+            )
         if self.on_change is not None:
             self.on_change(up)
 

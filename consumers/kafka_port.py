@@ -72,7 +72,7 @@ class KafkaPort:
         if not batches:
             return []
         if len(batches) == 1:
-            return next(iter(batches.values()))  # type: ignore[no-any-return]
+            return next(iter(batches.values()))
         records: list[InputRecord] = []
         for part in batches.values():
             records.extend(part)
@@ -90,8 +90,9 @@ class KafkaPort:
         pending = [m for m, f in zip(messages, futures, strict=True) if not f.succeeded()]
         if pending:
             failed = next((f.exception for f in futures if f.failed()), None)
-            raise DeliveryError(f"{len(pending)} of {len(messages)} not acknowledged: {failed}",
-                                pending)
+            raise DeliveryError(
+                f"{len(pending)} of {len(messages)} not acknowledged: {failed}", pending
+            )
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         self.consumer.commit(

@@ -48,14 +48,12 @@ class Service:
         metrics: Metrics,
         config: LoopConfig,
         clock: Callable[[], float] = time.time,
-        on_alert: Callable[[bytes], None] | None = None,
     ) -> None:
         self.port = port
         self.processor = processor
         self.metrics = metrics
         self.config = config
         self.clock = clock
-        self.on_alert = on_alert
         self.stop = threading.Event()
         self.batches = 0
 
@@ -123,23 +121,32 @@ class Service:
                 outgoing.append(dead_letter(record, error, cfg.dead_letter_topic))
                 continue
             try:
-                alerts = process(event, SourcePosition(record.topic, record.partition, record.offset))
+                alerts = process(
+                    event, SourcePosition(record.topic, record.partition, record.offset)
+                )
             except Exception as exc:  # a bug must not stop the loop or lose the record
-                log.exception("processing failed at %s/%d/%d", record.topic, record.partition,
-                              record.offset)
+                log.exception(
+                    "processing failed at %s/%d/%d", record.topic, record.partition, record.offset
+                )
                 invalid.labels(reason="processing_error").inc()
                 outgoing.append(
-                    dead_letter(record, InvalidEvent("processing_error", repr(exc)),
-                                cfg.dead_letter_topic)
+                    dead_letter(
+                        record, InvalidEvent("processing_error", repr(exc)), cfg.dead_letter_topic
+                    )
                 )
                 continue
-            newest = event.timestamp
+            if event.timestamp > newest:
+                newest = event.timestamp
             for alert in alerts:
-                outgoing.append(Outgoing(cfg.alerts_topic, alert.entity.encode(), alert.to_json(),
-                                         [("content-type", b"application/cloudevents+json")]))
+                outgoing.append(
+                    Outgoing(
+                        cfg.alerts_topic,
+                        alert.entity.encode(),
+                        alert.to_json(),
+                        [("content-type", b"application/cloudevents+json")],
+                    )
+                )
                 alert_times.append((record.timestamp, alert.type, alert.severity))
-                if self.on_alert is not None:
-                    self.on_alert(outgoing[-1].value or b"")
         if newest:
             self.metrics.last_event_timestamp.set(newest)
         return outgoing, alert_times, offsets
@@ -161,11 +168,16 @@ class Service:
                 self.metrics.broker_errors.labels(operation="publish").inc()
                 log.warning(
                     "publishing %d messages failed (%s); broker unreachable? retrying in %.1fs",
-                    len(pending), exc, cfg.retry_backoff_s,
+                    len(pending),
+                    exc,
+                    cfg.retry_backoff_s,
                 )
             if self.stop.wait(cfg.retry_backoff_s):
-                log.warning("stopping with %d unacknowledged messages; their offsets stay "
-                            "uncommitted and will be processed again", len(pending))
+                log.warning(
+                    "stopping with %d unacknowledged messages; their offsets stay "
+                    "uncommitted and will be processed again",
+                    len(pending),
+                )
                 return False
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:

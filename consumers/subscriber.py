@@ -40,6 +40,25 @@ def format_alert(cloudevent: dict[str, Any], color: bool = False) -> str:
     )
 
 
+def _seek_to_high_watermark(consumer: Any, assigned: list[Any], wait_s: float = 5.0) -> None:
+    """Start after the newest alert.
+
+    ``seek_to_end`` asks ListOffsets, which some brokers (tansu) answer with the last
+    record batch's base offset + 1; fetch responses carry the true high watermark, so
+    fetch once from there and move to it. Records fetched on the way are all older.
+    """
+    consumer.seek_to_end(*assigned)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        consumer.poll(timeout_ms=100)
+        if all(consumer.highwater(tp) is not None for tp in assigned):
+            break
+    for tp in assigned:
+        high = consumer.highwater(tp)
+        if high is not None:
+            consumer.seek(tp, high)
+
+
 def tail_command(
     settings: Settings,
     args: argparse.Namespace,
@@ -68,7 +87,7 @@ def tail_command(
     if args.from_beginning:
         consumer.seek_to_beginning(*assigned)
     else:
-        consumer.seek_to_end(*assigned)
+        _seek_to_high_watermark(consumer, assigned)
     color = args.color if args.color is not None else out.isatty()
     seen = 0
     try:

@@ -30,7 +30,10 @@ def build(name: str, params: Mapping[str, Any] | None = None) -> Detector:
         raise ValueError(
             f"unknown detector {name!r}; registered: {', '.join(sorted(REGISTRY))}"
         ) from None
-    return factory(**dict(params or {}))
+    try:
+        return factory(**dict(params or {}))
+    except TypeError as exc:  # an unknown parameter name
+        raise ValueError(f"detector {name!r}: {exc}") from None
 
 
 def model_version(detector: Detector) -> str:

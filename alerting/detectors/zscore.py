@@ -15,14 +15,14 @@ True
 
 from __future__ import annotations
 
-from math import sqrt
+from math import fsum, sqrt
 
 #: scores are capped so a zero-variance feature that moves gives a large, finite score
 MAX_SCORE = 1e6
 
 
 class _Window:
-    """Ring buffer with a running sum and sum of squared deviations (Welford, with removal)."""
+    """Ring buffer with a running mean and sum of squared deviations (Welford, with removal)."""
 
     __slots__ = ("buf", "m2", "mean", "n", "pos")
 
@@ -42,13 +42,28 @@ class _Window:
             self.m2 += delta * (value - self.mean)
         else:
             old = self.buf[self.pos]
-            old_mean = self.mean
+            old_mean, old_m2 = self.mean, self.m2
             self.mean += (value - old) / size
             self.m2 += (value - old) * (value - self.mean + old - old_mean)
-            if self.m2 < 0.0:  # rounding
-                self.m2 = 0.0
+            self.buf[self.pos] = value
+            self.pos = (self.pos + 1) % size
+            # the rolling update accumulates rounding: recompute exactly once per window
+            # turnover (amortised O(1)) and whenever cancellation wipes out m2 (a level
+            # shift into a flat stretch), where the rounding left is larger than m2 itself
+            if self.pos == 0 or (old_m2 > 0.0 and self.m2 <= 1e-9 * old_m2):
+                self._recompute()
+            return
         self.buf[self.pos] = value
         self.pos = (self.pos + 1) % size
+
+    def _recompute(self) -> None:
+        values = self.buf
+        low, high = min(values), max(values)
+        if low == high:
+            self.mean, self.m2 = low, 0.0
+        else:
+            self.mean = fsum(values) / len(values)
+            self.m2 = fsum((v - self.mean) ** 2 for v in values)
 
     def std(self) -> float:
         return sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
@@ -65,20 +80,32 @@ class RollingZScore:
         A feature scores 0.0 until it has this many past values.
     min_std
         Floor of the standard deviation, so constant features give finite scores.
+    max_features
+        Most distinct feature names tracked per entity; later new names are scored 0 and
+        not learned, so an entity whose metric names keep changing stays bounded.
     """
 
     name = "zscore"
 
-    def __init__(self, window: int = 256, min_history: int = 8, min_std: float = 1e-9) -> None:
+    def __init__(
+        self,
+        window: int = 256,
+        min_history: int = 8,
+        min_std: float = 1e-9,
+        max_features: int = 128,
+    ) -> None:
         if window < 2:
             raise ValueError(f"window must be at least 2, got {window}")
         if not 2 <= min_history <= window:
             raise ValueError(f"min_history must be in [2, window={window}], got {min_history}")
         if not min_std > 0:
             raise ValueError(f"min_std must be positive, got {min_std}")
+        if max_features < 1:
+            raise ValueError(f"max_features must be at least 1, got {max_features}")
         self.window = window
         self.min_history = min_history
         self.min_std = min_std
+        self.max_features = max_features
         self._features: dict[str, _Window] = {}
 
     def _z(self, name: str, value: float) -> float:
@@ -110,14 +137,21 @@ class RollingZScore:
         for name, value in x.items():
             win = features.get(name)
             if win is None:
+                if len(features) >= self.max_features:
+                    continue
                 win = features[name] = _Window(self.window)
             win.push(value)
 
     def clone(self) -> RollingZScore:
-        return RollingZScore(self.window, self.min_history, self.min_std)
+        return RollingZScore(self.window, self.min_history, self.min_std, self.max_features)
 
     def params(self) -> dict[str, object]:
-        return {"window": self.window, "min_history": self.min_history, "min_std": self.min_std}
+        return {
+            "window": self.window,
+            "min_history": self.min_history,
+            "min_std": self.min_std,
+            "max_features": self.max_features,
+        }
 
     def stats(self, name: str) -> tuple[float, float] | None:
         """(mean, std) of a feature's window, or None before it has history."""

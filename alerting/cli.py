@@ -1,0 +1,403 @@
+"""``alerting``: the command line, and the one composition root.
+
+Settings are built once here and passed into factories; the Kafka adapters are
+imported inside each command, so ``alerting --help`` and ``alerting config`` need no
+broker and the core never imports a Kafka client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from alerting import __version__
+from alerting.errors import AlertingError, ConfigError
+from alerting.settings import ENV_PREFIX, Settings, load_settings
+
+if TYPE_CHECKING:
+    from alerting.embedded_broker import EmbeddedBroker
+    from alerting.metrics import Metrics
+    from alerting.processor import Processor
+
+log = logging.getLogger("alerting")
+
+EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+
+
+# ---------------------------------------------------------------- shared plumbing
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # kafka-python logs every failed reconnect; our loop logs one clear line instead
+    logging.getLogger("kafka").setLevel(logging.DEBUG if level == "debug" else logging.CRITICAL)
+
+
+class StopSignals:
+    """SIGINT/SIGTERM set ``event``; a second SIGINT exits at once."""
+
+    def __init__(self, on_stop: Callable[[], None] | None = None) -> None:
+        self.event = threading.Event()
+        self.on_stop = on_stop
+
+    def install(self) -> StopSignals:
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.event.is_set() and signum == signal.SIGINT:
+            print("\ninterrupted again: exiting now", file=sys.stderr)
+            os._exit(EXIT_INTERRUPTED)
+        self.event.set()
+        if self.on_stop is not None:
+            self.on_stop()
+
+
+@contextlib.contextmanager
+def kafka_cluster(settings: Settings) -> Iterator[Settings]:
+    """The configured cluster, or an embedded broker for the duration of the block."""
+    if settings.kafka.bootstrap_servers:
+        yield settings
+        return
+    from alerting.embedded_broker import EmbeddedBroker
+
+    b = settings.broker
+    broker = EmbeddedBroker(b.port, b.binary, b.startup_timeout_s).start()
+    log.info(
+        "no kafka.bootstrap_servers set: started the embedded broker at %s",
+        broker.bootstrap_servers,
+    )
+    try:
+        yield _with_bootstrap(settings, broker)
+    finally:
+        broker.stop()
+
+
+def _with_bootstrap(settings: Settings, broker: EmbeddedBroker) -> Settings:
+    kafka = settings.kafka.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
+    return settings.model_copy(update={"kafka": kafka})
+
+
+def build_processor(settings: Settings) -> Processor:
+    from alerting.detectors import build
+    from alerting.policy import CooldownPolicy
+    from alerting.processor import Processor
+
+    d = settings.detector
+    try:
+        template = build(d.name, {"window": d.window, "min_history": min(8, d.warmup)})
+        policy = CooldownPolicy(d.threshold, d.critical_factor, settings.policy.cooldown_s)
+    except ValueError as exc:
+        raise ConfigError(f"detector settings: {exc}") from None
+    return Processor(template, policy, warmup=d.warmup, max_entities=d.max_entities)
+
+
+def _serve_metrics(settings: Settings, metrics: Metrics) -> None:
+    m = settings.metrics
+    if not m.enabled:
+        return
+    try:
+        port = metrics.serve(m.host, m.port)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve metrics on {m.host}:{m.port} ({exc.strerror}); set "
+            f"metrics.port (ALERTING__METRICS__PORT) to a free port, or 0"
+        ) from None
+    log.info("metrics at http://%s:%d/metrics", m.host, port)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
+    data = settings.masked()
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return 0
+    for section, values in data.items():
+        print(f"[{section}]")
+        for key, value in values.items():
+            env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+            print(f"  {key} = {json.dumps(value)}    # {env}")
+    return 0
+
+
+def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
+    from alerting.embedded_broker import EmbeddedBroker
+
+    b = settings.broker
+    port = args.port if args.port is not None else b.port
+    stop = StopSignals().install()
+    with EmbeddedBroker(port, b.binary, b.startup_timeout_s) as broker:
+        print(f"embedded broker (tansu) ready at {broker.bootstrap_servers}", flush=True)
+        print(
+            f"  export {ENV_PREFIX}KAFKA__BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True
+        )
+        while not stop.event.wait(0.5):
+            if broker.process is None or broker.process.poll() is not None:
+                raise AlertingError("the embedded broker exited unexpectedly")
+    return 0
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from alerting.metrics import Metrics
+    from consumers.health import BrokerWatchdog
+    from consumers.kafka_port import KafkaPort
+    from consumers.runner import LoopConfig, Service
+    from producers.topics import ensure_topics
+
+    processor = build_processor(settings)
+    metrics = Metrics()
+    with kafka_cluster(settings) as s:
+        if s.topics.create:
+            ensure_topics(s)
+        _serve_metrics(s, metrics)
+        port = KafkaPort(s, metrics)
+        service = Service(
+            port,
+            processor,
+            metrics,
+            LoopConfig(
+                alerts_topic=s.topics.alerts,
+                dead_letter_topic=s.topics.dead_letters,
+                max_batch_records=s.service.max_batch_records,
+                poll_timeout_ms=s.service.poll_timeout_ms,
+                delivery_timeout_s=s.kafka.delivery_timeout_s,
+                retry_backoff_s=s.service.retry_backoff_s,
+            ),
+        )
+        StopSignals(on_stop=service.stop.set).install()
+        watchdog = BrokerWatchdog(s.kafka, on_change=metrics.broker_up.set).start()
+        log.info(
+            "consuming %s as group %s from %s; alerts to %s",
+            s.topics.events,
+            s.service.group_id,
+            s.kafka.bootstrap_servers,
+            s.topics.alerts,
+        )
+        try:
+            service.run()
+        finally:
+            watchdog.stop()
+    return 0
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from producers.replay import replay_command
+
+    with kafka_cluster(settings) as s:
+        return replay_command(s, args)
+
+
+def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
+    from consumers.subscriber import tail_command
+
+    if not settings.kafka.bootstrap_servers:
+        raise ConfigError(
+            "tail needs a cluster to read from: set kafka.bootstrap_servers "
+            f"({ENV_PREFIX}KAFKA__BOOTSTRAP_SERVERS), e.g. the address `alerting broker` prints"
+        )
+    return tail_command(settings, args)
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from consumers.subscriber import tail_command
+    from producers.topics import ensure_topics
+
+    stop = StopSignals().install()
+    children: list[subprocess.Popen[bytes]] = []
+    with kafka_cluster(settings) as s:
+        ensure_topics(s)
+        env = {
+            **os.environ,
+            f"{ENV_PREFIX}KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers or "",
+        }
+        me = [sys.executable, "-m", "alerting.cli", "--log-level", args.log_level]
+        if args.config:
+            me += ["--config", str(args.config)]
+        names = ["service", "replay"]
+        try:
+            children.append(subprocess.Popen([*me, "run"], env=env))
+            replay = [
+                *me,
+                "replay",
+                "--synthetic",
+                "--count",
+                "0",
+                "--no-progress",
+                "--symbols",
+                str(args.symbols),
+                "--seed",
+                str(args.seed),
+                "--events-per-second",
+                str(args.events_per_second),
+            ]
+            if args.labels:
+                replay += ["--labels", str(args.labels)]
+            children.append(subprocess.Popen(replay, env=env))
+            m = s.metrics
+            print(
+                f"demo: broker {s.kafka.bootstrap_servers}, metrics "
+                + (f"http://{m.host}:{m.port}/metrics" if m.enabled else "off")
+                + f", {args.symbols} symbols at {args.events_per_second:g} events/s. "
+                + (
+                    "Ctrl+C to stop."
+                    if not args.duration
+                    else f"Stopping after {args.duration:g}s."
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
+            deadline = time.monotonic() + args.duration if args.duration else None
+
+            def should_stop() -> bool:
+                if stop.event.is_set():
+                    return True
+                if deadline is not None and time.monotonic() >= deadline:
+                    return True
+                for name, child in zip(names, children, strict=True):
+                    if child.poll() is not None:
+                        log.error("demo: the %s exited with status %s", name, child.returncode)
+                        return True
+                return False
+
+            tail_args = argparse.Namespace(
+                json=args.json, from_beginning=True, max=None, timeout=None, color=None
+            )
+            tail_command(s, tail_args, should_stop=should_stop)
+        finally:
+            _stop_children(children)
+    failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM)]
+    return 1 if failed and not stop.event.is_set() else 0
+
+
+def _stop_children(children: Sequence[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+# ---------------------------------------------------------------- argument parsing
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alerting",
+        description="Streaming anomaly alerting: Kafka events in, per-entity online models, "
+        "CloudEvents alerts out.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML settings file (or ALERTING_CONFIG)")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "demo", help="everything at once: broker, service, synthetic market, alerts printed live"
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop by itself after S seconds (default: until Ctrl+C)",
+    )
+    p.add_argument("--symbols", type=int, default=5, help="synthetic symbols (default 5)")
+    p.add_argument("--seed", type=int, default=7, help="synthetic market seed (default 7)")
+    p.add_argument(
+        "--events-per-second", type=float, default=200.0, help="synthetic event rate (default 200)"
+    )
+    p.add_argument("--labels", type=Path, help="write the injected anomalies to this JSONL file")
+    p.add_argument("--json", action="store_true", help="print alerts as JSON lines")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="the detector service (long-running)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "replay", help="publish a synthetic market or a recorded file to the events topic"
+    )
+    from producers.replay import add_replay_arguments
+
+    add_replay_arguments(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("tail", help="print alerts as they arrive")
+    p.add_argument("--json", action="store_true", help="one CloudEvent JSON object per line")
+    p.add_argument(
+        "--from-beginning",
+        action="store_true",
+        help="start at the oldest alert instead of new ones",
+    )
+    p.add_argument("--max", type=int, metavar="N", help="exit after N alerts")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="exit after S seconds (status 1 if --max was not reached)",
+    )
+    p.add_argument(
+        "--color",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="colour the output (default: when writing to a terminal)",
+    )
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser(
+        "broker", help="the embedded Kafka-protocol broker (tansu) in the foreground"
+    )
+    p.add_argument("--port", type=int, help="port to listen on (default: broker.port, 0 = free)")
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        settings = load_settings(args.config)
+        result: int = args.func(settings, args)
+        return result
+    except ConfigError as exc:
+        print(f"alerting {args.command}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except AlertingError as exc:
+        print(f"alerting {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

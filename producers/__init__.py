@@ -1,0 +1,2 @@
+"""Output adapters: alert and dead-letter publishers, replay producer, synthetic market
+generator."""
