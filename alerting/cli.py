@@ -132,11 +132,14 @@ def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=True))
         return 0
+    # valid TOML, usable as a --config file; unset values are shown commented out
     for section, values in data.items():
         print(f"[{section}]")
         for key, value in values.items():
             env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
-            print(f"  {key} = {json.dumps(value)}    # {env}")
+            line = f"# {key} = (unset)" if value is None else f"{key} = {json.dumps(value)}"
+            print(f"{line:44} # {env}")
+        print()
     return 0
 
 
@@ -243,6 +246,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
                 "--count",
                 "0",
                 "--no-progress",
+                "--start-now",
                 "--symbols",
                 str(args.symbols),
                 "--seed",

@@ -70,6 +70,12 @@ class KafkaSettings(_Section):
         300_000, ge=1000, description="Longest gap between polls before the group evicts us."
     )
     request_timeout_ms: int = Field(30_000, ge=1000, description="Client request timeout.")
+    fetch_max_wait_ms: int = Field(
+        100,
+        ge=0,
+        le=10_000,
+        description="Longest the broker holds an empty fetch; bounds idle-to-alert latency.",
+    )
     producer_linger_ms: int = Field(5, ge=0, le=1000, description="Producer batching delay.")
     delivery_timeout_s: float = Field(
         30.0, gt=0, description="How long one flush of alerts may wait for acks before retrying."
@@ -165,7 +171,7 @@ class PolicySettings(_Section):
     """Turning scores into few alerts."""
 
     cooldown_s: float = Field(
-        30.0, ge=0, description="Event-time seconds before the same entity may alert again."
+        2.0, ge=0, description="Event-time seconds before the same entity may alert again."
     )
 
 

@@ -39,6 +39,7 @@ def consumer_for(settings: Settings, group_id: str | None, **extra: Any) -> Kafk
         session_timeout_ms=k.session_timeout_ms,
         heartbeat_interval_ms=k.heartbeat_interval_ms,
         max_poll_interval_ms=k.max_poll_interval_ms,
+        fetch_max_wait_ms=k.fetch_max_wait_ms,
         **extra,
     )
 

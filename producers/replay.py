@@ -12,6 +12,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,14 +47,19 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
     syn.add_argument(
         "--anomaly-rate",
         type=float,
-        default=0.003,
-        help="probability an event is an injected anomaly (default 0.003)",
+        default=0.001,
+        help="probability an event is an injected anomaly (default 0.001)",
     )
     syn.add_argument(
         "--events-per-second",
         type=float,
         default=200.0,
         help="event-time rate over all symbols (default 200)",
+    )
+    syn.add_argument(
+        "--start-now",
+        action="store_true",
+        help="event times start now instead of the fixed 2026-01-05T14:30:00Z (live demos)",
     )
     syn.add_argument(
         "--labels", type=Path, help="write the injected anomalies (JSON lines) to this file"
@@ -96,6 +102,7 @@ def _synthetic(args: argparse.Namespace, labels: list[Label]) -> Iterator[Event]
             seed=args.seed,
             anomaly_rate=args.anomaly_rate,
             events_per_second=args.events_per_second,
+            start=datetime.now(UTC) if args.start_now else None,
         )
     except ValueError as exc:
         raise ConfigError(f"replay --synthetic: {exc}") from None
@@ -106,32 +113,40 @@ def _synthetic(args: argparse.Namespace, labels: list[Label]) -> Iterator[Event]
 
 
 def _from_file(args: argparse.Namespace, skipped: list[InvalidRow]) -> Iterator[Event]:
-    from producers.files import ColumnMapping, InvalidRow, read_events
+    from producers.files import ColumnMapping, read_events
 
-    mapping = ColumnMapping(
-        kind=args.kind_column,
-        default_kind=args.kind,
-        key=args.key_column,
-        fixed_key=args.key,
-        time=args.time_column,
-        values=tuple(args.value_columns.split(",")) if args.value_columns else None,
-    )
     try:
-        for item in read_events(args.file, mapping):
-            if isinstance(item, InvalidRow):
-                skipped.append(item)
-                if len(skipped) <= 10:
-                    log.warning(
-                        "%s line %d skipped (%s): %s",
-                        args.file,
-                        item.line,
-                        item.reason,
-                        item.detail,
-                    )
-                continue
-            yield item
+        mapping = ColumnMapping(
+            kind=args.kind_column,
+            default_kind=args.kind,
+            key=args.key_column,
+            fixed_key=args.key,
+            time=args.time_column,
+            values=tuple(args.value_columns.split(",")) if args.value_columns else None,
+        )
     except ValueError as exc:
         raise ConfigError(f"replay {args.file}: {exc}") from None
+    try:
+        rows = read_events(args.file, mapping)  # checks the header now, before any publishing
+    except ValueError as exc:
+        raise ConfigError(f"replay {args.file}: {exc}") from None
+    return _valid_rows(rows, args.file, skipped)
+
+
+def _valid_rows(
+    rows: Iterator[Event | InvalidRow], path: Path, skipped: list[InvalidRow]
+) -> Iterator[Event]:
+    from producers.files import InvalidRow
+
+    for item in rows:
+        if isinstance(item, InvalidRow):
+            skipped.append(item)
+            if len(skipped) <= 10:
+                log.warning(
+                    "%s line %d skipped (%s): %s", path, item.line, item.reason, item.detail
+                )
+            continue
+        yield item
 
 
 def replay_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -145,6 +160,8 @@ def replay_command(settings: Settings, args: argparse.Namespace) -> int:
 
     if bool(args.synthetic) == bool(args.file):
         raise ConfigError("replay needs exactly one source: a FILE or --synthetic")
+    if args.labels is not None and not args.synthetic:
+        raise ConfigError("replay --labels writes the synthetic market's labels: add --synthetic")
     if args.file is not None and not args.file.exists():
         raise ConfigError(f"replay: no such file {args.file}")
     if not args.fast and not args.speed > 0:

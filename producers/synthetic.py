@@ -185,7 +185,7 @@ class SyntheticMarket:
         self,
         symbols: int = 5,
         seed: int = 7,
-        anomaly_rate: float = 0.003,
+        anomaly_rate: float = 0.001,
         events_per_second: float = 200.0,
         quote_ratio: float = 0.3,
         start: datetime | None = None,

@@ -141,3 +141,29 @@ def test_tail_prints_alerts_as_json_and_honours_max_and_timeout(stack: Stack) ->
 
     nothing = stack.cli("tail", "--max", "1", "--timeout", "2")
     assert nothing.returncode == 1  # --max not reached before --timeout
+
+
+def test_replay_of_a_csv_file_publishes_metric_events_keyed_by_entity(
+    stack: Stack, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "cpu.csv"
+    rows = ["timestamp,value,load"]
+    rows += [f"2026-01-05 10:{i // 60:02d}:{i % 60:02d},{0.5 + i % 3 * 0.1},{i}" for i in range(90)]
+    rows.append("2026-01-05 11:00:00,not-a-number,oops")
+    csv_file.write_text("\n".join(rows) + "\n")
+    stack.create_topics()
+    run = stack.cli("replay", str(csv_file), "--key", "host-1", "--fast", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    assert "line 92 skipped" in run.stderr
+
+    records = stack.read_all(stack.events)
+    assert len(records) == 90
+    assert {r.key for r in records} == {b"host-1"}
+    first = min(records, key=lambda r: json.loads(r.value)["time"])
+    event = json.loads(first.value)
+    assert event["kind"] == "metric" and event["entity"] == "host-1"
+    assert event["values"] == {"value": 0.5, "load": 0.0}
+    assert event["time"].startswith("2026-01-05T10:00:00")
+
+    no_key = stack.cli("replay", str(csv_file), "--fast", "--no-progress")
+    assert no_key.returncode == 2 and "--key" in no_key.stderr

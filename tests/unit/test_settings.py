@@ -46,7 +46,7 @@ def test_defaults() -> None:
     assert s.service.group_id == "alerting"
     assert s.detector.name == "zscore"
     assert s.detector.warmup <= s.detector.window
-    assert s.policy.cooldown_s == 30.0
+    assert s.policy.cooldown_s == 2.0
     assert s.metrics.port == 9464
     assert s.broker.port == 0
 
