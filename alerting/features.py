@@ -44,18 +44,21 @@ class FeatureState:
         self.last_values: dict[str, float] = {}
 
 
-def extract(event: Event, state: FeatureState) -> dict[str, float]:
-    """Features of ``event``; updates ``state`` to remember it."""
+def extract(event: Event, state: FeatureState, timestamp: float | None = None) -> dict[str, float]:
+    """Features of ``event``; updates ``state`` to remember it.
+
+    ``timestamp`` is ``event.timestamp`` when the caller already has it (it costs a
+    datetime conversion per call).
+    """
     if isinstance(event, Trade):
-        return _trade(event, state)
+        return _trade(event, state, event.timestamp if timestamp is None else timestamp)
     if isinstance(event, Quote):
         return _quote(event, state)
     return _metric(event, state)
 
 
-def _trade(event: Trade, state: FeatureState) -> dict[str, float]:
+def _trade(event: Trade, state: FeatureState, now: float) -> dict[str, float]:
     x = {"log_size": log(event.size)}
-    now = event.timestamp
     if state.last_price is not None and state.last_trade_time is not None:
         x["log_return"] = log(event.price / state.last_price)
         x["log_interarrival"] = log(max(now - state.last_trade_time, MIN_INTERARRIVAL_S))

@@ -69,6 +69,8 @@ class Processor:
         self.processed: Counter[str] = Counter()
         self.suppressed: Counter[str] = Counter()
         self.evictions = 0
+        #: event time of the newest event processed so far (seconds since the epoch)
+        self.newest_timestamp = 0.0
 
     @property
     def live_models(self) -> int:
@@ -93,7 +95,10 @@ class Processor:
     def process(self, event: Event, source: SourcePosition | None = None) -> list[Alert]:
         """Score, learn and decide for one event; the alerts it causes (usually none)."""
         state = self._state(event.entity)
-        x = extract(event, state.features)
+        timestamp = event.timestamp
+        if timestamp > self.newest_timestamp:
+            self.newest_timestamp = timestamp
+        x = extract(event, state.features, timestamp)
         model = state.model
         score = model.score_one(x)
         state.seen += 1
@@ -104,7 +109,7 @@ class Processor:
                 self.warming_up -= 1
             return []
         before = state.policy.suppressed
-        severity = self.policy.evaluate(state.policy, score, event.timestamp)
+        severity = self.policy.evaluate(state.policy, score, timestamp)
         if severity is None:
             model.learn_one(x)
             if state.policy.suppressed != before:

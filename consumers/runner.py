@@ -111,7 +111,6 @@ class Service:
         alert_times: list[tuple[int, str, str]] = []
         offsets: dict[tuple[str, int], int] = {}
         invalid = self.metrics.events_invalid
-        newest = 0.0
         for record in records:
             offsets[(record.topic, record.partition)] = record.offset + 1
             try:
@@ -135,8 +134,6 @@ class Service:
                     )
                 )
                 continue
-            if event.timestamp > newest:
-                newest = event.timestamp
             for alert in alerts:
                 outgoing.append(
                     Outgoing(
@@ -147,8 +144,8 @@ class Service:
                     )
                 )
                 alert_times.append((record.timestamp, alert.type, alert.severity))
-        if newest:
-            self.metrics.last_event_timestamp.set(newest)
+        if self.processor.newest_timestamp:
+            self.metrics.last_event_timestamp.set(self.processor.newest_timestamp)
         return outgoing, alert_times, offsets
 
     def _publish(self, messages: list[Outgoing]) -> bool:
