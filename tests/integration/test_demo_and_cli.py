@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -167,3 +168,34 @@ def test_replay_of_a_csv_file_publishes_metric_events_keyed_by_entity(
 
     no_key = stack.cli("replay", str(csv_file), "--fast", "--no-progress")
     assert no_key.returncode == 2 and "--key" in no_key.stderr
+
+
+def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
+    marker = f"ALERTING_DEMO_TEST={uuid.uuid4().hex}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTING")}
+    env.update({"ALERTING__METRICS__PORT": str(free_port()), "PYTHONUNBUFFERED": "1"})
+    env[marker.split("=")[0]] = marker.split("=")[1]
+    # a terminal's Ctrl+C signals the whole foreground process group: do the same
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "alerting.cli", "demo"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(_processes_with(marker)) < 4:
+            time.sleep(0.5)  # demo, broker, service, replay
+        assert len(_processes_with(marker)) >= 4
+        time.sleep(3)
+        os.killpg(demo.pid, signal.SIGINT)
+        _, err = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+    assert demo.returncode == 0, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    time.sleep(0.5)
+    assert _processes_with(marker) == []
