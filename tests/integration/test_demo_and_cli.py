@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kafkastack import Stack, scrape, stop
 
-from alerting.embedded_broker import free_port
+from alerting.embedded_broker import accepts_connections, free_port
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -199,3 +199,29 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
     assert "Traceback" not in err, err[-3000:]
     time.sleep(0.5)
     assert _processes_with(marker) == []
+
+
+def test_broker_command_prints_its_address_once_it_accepts_connections() -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTING")}
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "alerting.cli", "broker", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert broker.stdout is not None
+        line = broker.stdout.readline()
+        assert f"127.0.0.1:{port}" in line
+        from kafka import KafkaAdminClient
+
+        admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}")
+        assert admin.list_topics() == []
+        admin.close()
+    finally:
+        status = stop(broker)
+        broker.communicate()  # drain and close the pipes
+    assert status == 0
+    assert not accepts_connections("127.0.0.1", port)
