@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from alerting.embedded_broker import EmbeddedBroker
     from alerting.metrics import Metrics
     from alerting.processor import Processor
+    from alerting.state import ColdStore
 
 log = logging.getLogger("alerting")
 
@@ -96,18 +97,41 @@ def _with_bootstrap(settings: Settings, broker: EmbeddedBroker) -> Settings:
     return settings.model_copy(update={"kafka": kafka})
 
 
-def build_processor(settings: Settings) -> Processor:
-    from alerting.detectors import build
+def build_processor(settings: Settings, cold: ColdStore | None = None) -> Processor:
+    """The processor the settings describe (detector, threshold, policy, state bounds)."""
+    from alerting.detectors import REGISTRY, build
     from alerting.policy import CooldownPolicy
     from alerting.processor import Processor
+    from alerting.thresholds import FixedThreshold, QuantileThreshold, Threshold
 
-    d = settings.detector
+    d, t = settings.detector, settings.threshold
     try:
-        template = build(d.name, {"window": d.window, "min_history": min(8, d.warmup)})
-        policy = CooldownPolicy(d.threshold, d.critical_factor, settings.policy.cooldown_s)
+        template = build(d.name, d.params)
+        threshold: Threshold
+        if t.kind == "fixed":
+            threshold = FixedThreshold(
+                t.value
+                if t.value is not None
+                else float(getattr(REGISTRY[d.name], "default_threshold", 6.0))
+            )
+        else:
+            threshold = QuantileThreshold(
+                q=t.quantile, window=t.window, grace=t.grace, min_value=t.min_value or 0.0
+            )
+        policy = CooldownPolicy(settings.policy.critical_factor, settings.policy.cooldown_s)
     except ValueError as exc:
-        raise ConfigError(f"detector settings: {exc}") from None
-    return Processor(template, policy, warmup=d.warmup, max_entities=d.max_entities)
+        raise ConfigError(f"detector/threshold settings: {exc}") from None
+    return Processor(
+        template,
+        policy,
+        threshold,
+        warmup=d.warmup,
+        max_entities=settings.state.max_live_models,
+        idle_ttl_s=settings.state.idle_ttl_s,
+        cold=cold,
+        protect=d.protect,
+        protect_max_consecutive=d.protect_max_consecutive,
+    )
 
 
 def _serve_metrics(settings: Settings, metrics: Metrics) -> None:
@@ -161,15 +185,22 @@ def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    import tempfile
+
     from alerting.metrics import Metrics
+    from alerting.state import SqliteColdStore, estimate_model_bytes
     from consumers.health import BrokerWatchdog
     from consumers.kafka_port import KafkaPort
     from consumers.runner import LoopConfig, Service
     from producers.topics import ensure_topics
 
-    processor = build_processor(settings)
     metrics = Metrics()
-    with kafka_cluster(settings) as s:
+    with contextlib.ExitStack() as stack, kafka_cluster(settings) as s:
+        state_dir = s.state.dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        cold = SqliteColdStore(state_dir / f"{s.service.group_id}.sqlite")
+        stack.callback(cold.close)
+        processor = build_processor(s, cold=cold)
+        model_bytes = estimate_model_bytes(processor.new_state)
         if s.topics.create:
             ensure_topics(s)
         _serve_metrics(s, metrics)
@@ -185,15 +216,19 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                 poll_timeout_ms=s.service.poll_timeout_ms,
                 delivery_timeout_s=s.kafka.delivery_timeout_s,
                 retry_backoff_s=s.service.retry_backoff_s,
+                changelog_topic=s.topics.changelog,
+                commit_interval_s=s.service.commit_interval_s,
             ),
+            model_bytes=model_bytes,
         )
         StopSignals(on_stop=service.stop.set).install()
         watchdog = BrokerWatchdog(s.kafka, on_change=metrics.broker_up.set).start()
         log.info(
-            "consuming %s as group %s from %s; alerts to %s",
+            "consuming %s as group %s from %s with detector %s; alerts to %s",
             s.topics.events,
             s.service.group_id,
             s.kafka.bootstrap_servers,
+            processor.model_version,
             s.topics.alerts,
         )
         try:

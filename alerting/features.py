@@ -4,7 +4,9 @@
 kind     features
 =======  ===============================================================================
 trade    ``log_return`` (log price change since the entity's previous trade),
-         ``log_size``, ``log_interarrival`` (log seconds since the previous trade)
+         ``log_size``, ``log_interarrival`` (log seconds since the previous trade),
+         ``signed_notional``: sign(side) × log(1 + price × size), + for buys, − for
+         sells, 0 when the side is unknown (log-scaled: raw notionals are heavy-tailed)
 quote    ``spread_bps`` (ask − bid over mid, basis points), ``mid_log_return`` (log mid
          change since the previous quote), ``size_imbalance`` ((bid − ask size) / total)
 metric   every value under its own name, and ``<name>.diff``: its change since the
@@ -16,15 +18,15 @@ out rather than guessed; detectors handle missing features.
 
 >>> state = FeatureState()
 >>> from alerting.events import Trade
->>> extract(Trade(symbol="A", price=100.0, size=10, time=0), state)
-{'log_size': 2.302585092994046}
+>>> extract(Trade(symbol="A", price=100.0, size=10, side="sell", time=0), state)
+{'log_size': 2.302585092994046, 'signed_notional': -6.90875477931522}
 >>> sorted(extract(Trade(symbol="A", price=101.0, size=10, time=2), state))
-['log_interarrival', 'log_return', 'log_size']
+['log_interarrival', 'log_return', 'log_size', 'signed_notional']
 """
 
 from __future__ import annotations
 
-from math import log
+from math import log, log1p
 
 from alerting.events import Event, Metric, Quote, Trade
 
@@ -57,8 +59,14 @@ def extract(event: Event, state: FeatureState, timestamp: float | None = None) -
     return _metric(event, state)
 
 
+_SIDE = {"buy": 1.0, "sell": -1.0, "unknown": 0.0}
+
+
 def _trade(event: Trade, state: FeatureState, now: float) -> dict[str, float]:
-    x = {"log_size": log(event.size)}
+    x = {
+        "log_size": log(event.size),
+        "signed_notional": _SIDE[event.side] * log1p(event.price * event.size),
+    }
     if state.last_price is not None and state.last_trade_time is not None:
         x["log_return"] = log(event.price / state.last_price)
         x["log_interarrival"] = log(max(now - state.last_trade_time, MIN_INTERARRIVAL_S))

@@ -108,6 +108,55 @@ class Metrics:
             "Per-entity models evicted to bound memory.",
             registry=r,
         )
+        self.events_skipped = Counter(
+            "alerting_events_skipped_total",
+            "Events read again after a restart that the restored state already included.",
+            registry=r,
+        )
+        self.snapshots = Counter(
+            "alerting_snapshots_total",
+            "Entity state snapshots written to the changelog.",
+            registry=r,
+        )
+        self.snapshot_bytes = Counter(
+            "alerting_snapshot_bytes_total",
+            "Bytes of snapshots written to the changelog.",
+            registry=r,
+        )
+        self.snapshot_seconds = Histogram(
+            "alerting_snapshot_seconds",
+            "Time to encode and write one checkpoint's snapshots until acknowledged.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.snapshots_refused = Counter(
+            "alerting_snapshots_refused_total",
+            "Snapshots not used (another detector configuration or river version, corrupt), "
+            "by reason; those entities start fresh.",
+            ["reason"],
+            registry=r,
+        )
+        self.restore_records = Counter(
+            "alerting_restore_records_total",
+            "Changelog records read to restore state on partition assignment.",
+            registry=r,
+        )
+        self.restore_remaining = Gauge(
+            "alerting_restore_remaining_records",
+            "Changelog records still to read in the restore under way (0 when none is).",
+            registry=r,
+        )
+        self.restore_seconds = Histogram(
+            "alerting_restore_seconds",
+            "Time to restore the state of newly assigned partitions.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_memory = Gauge(
+            "alerting_model_memory_bytes",
+            "Approximate memory of live models: live models × a per-model estimate made at start.",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "alerting_consumer_lag_records",
             "Records between the consumer position and the high watermark, by partition.",

@@ -1,15 +1,16 @@
 """The alert policy: turns scores into few alerts, on event time.
 
-This first policy is a threshold with a per-entity cooldown; the richer lifecycle
-(hysteresis, resolve, inhibition) plugs in behind the same ``evaluate`` verb.
+The threshold comes from the entity's :mod:`alerting.thresholds` object; this first
+policy adds severity and a per-entity cooldown. The richer lifecycle (hysteresis,
+resolve, inhibition) plugs in behind the same ``evaluate`` verb.
 
->>> policy = CooldownPolicy(threshold=6.0, critical_factor=2.0, cooldown_s=30.0)
+>>> policy = CooldownPolicy(critical_factor=2.0, cooldown_s=30.0)
 >>> state = PolicyState()
->>> policy.evaluate(state, score=7.0, event_time=100.0)
+>>> policy.evaluate(state, score=7.0, threshold=6.0, event_time=100.0)
 'warning'
->>> policy.evaluate(state, score=20.0, event_time=110.0) is None   # cooling down
+>>> policy.evaluate(state, score=20.0, threshold=6.0, event_time=110.0) is None   # cooling down
 True
->>> policy.evaluate(state, score=20.0, event_time=131.0)
+>>> policy.evaluate(state, score=20.0, threshold=6.0, event_time=131.0)
 'critical'
 """
 
@@ -36,24 +37,23 @@ class CooldownPolicy:
     Severity is critical when the score is at least ``threshold × critical_factor``.
     """
 
-    def __init__(self, threshold: float, critical_factor: float = 2.0, cooldown_s: float = 30.0):
-        if not threshold > 0:
-            raise ValueError(f"threshold must be positive, got {threshold}")
+    def __init__(self, critical_factor: float = 2.0, cooldown_s: float = 2.0) -> None:
         if not critical_factor >= 1:
             raise ValueError(f"critical_factor must be at least 1, got {critical_factor}")
         if not cooldown_s >= 0:
             raise ValueError(f"cooldown_s must not be negative, got {cooldown_s}")
-        self.threshold = threshold
         self.critical_factor = critical_factor
         self.cooldown_s = cooldown_s
 
-    def evaluate(self, state: PolicyState, score: float, event_time: float) -> Severity | None:
+    def evaluate(
+        self, state: PolicyState, score: float, threshold: float, event_time: float
+    ) -> Severity | None:
         """The severity to alert with, or None; updates ``state``."""
-        if score < self.threshold:
+        if score < threshold:
             return None
         last = state.last_fired
         if last is not None and event_time - last < self.cooldown_s:
             state.suppressed += 1
             return None
         state.last_fired = event_time
-        return "critical" if score >= self.threshold * self.critical_factor else "warning"
+        return "critical" if score >= threshold * self.critical_factor else "warning"

@@ -1,17 +1,20 @@
 """The processor: ``process(event) -> alerts``, synchronous, no I/O.
 
-For each event: find (or lazily create) the entity's state, compute its features,
-score them with the entity's detector, *then* learn from them, and let the policy
-decide whether the score becomes an alert. The same code path serves the live
-service, back-tests and the tests; it does not know which detector it runs.
+For each event: find the entity's state (live, brought back from the cold store, or
+new from the template), compute its features, score them with the entity's detector,
+decide against the entity's threshold and the alert policy, and *then* learn from the
+event (unless protection holds back a flagged point). The same code path serves the
+live service, back-tests and the tests; it does not know which detector it runs.
 
-Per-entity state is bounded: at most ``max_entities`` are kept, the least recently
-seen is evicted first (and counted).
+Events whose source position is already included in a restored snapshot (read again
+after a crash between the snapshot and the offset commit) are skipped, so nothing is
+learned twice and decisions stay identical to an uninterrupted run.
 
 >>> from alerting.detectors import RollingZScore
 >>> from alerting.policy import CooldownPolicy
+>>> from alerting.thresholds import FixedThreshold
 >>> from alerting.events import Metric
->>> proc = Processor(RollingZScore(window=32), CooldownPolicy(threshold=6.0), warmup=10)
+>>> proc = Processor(RollingZScore(window=32), CooldownPolicy(), FixedThreshold(6.0), warmup=10)
 >>> alerts = [a for i in range(40)
 ...           for a in proc.process(Metric(entity="cpu", values={"load": 1.0 + (i % 3) * 0.01},
 ...                                        time=i))]
@@ -23,81 +26,113 @@ seen is evicted first (and counted).
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import Counter
+from typing import Any
 
 from alerting.alerts import FIRING, Alert, SourcePosition
 from alerting.detectors import Detector, model_version
 from alerting.events import Event, Trade
-from alerting.features import FeatureState, extract
-from alerting.policy import CooldownPolicy, PolicyState
+from alerting.features import extract
+from alerting.policy import CooldownPolicy
+from alerting.state import ColdStore, EntityState, EntityStore, SnapshotCodec, config_hash
+from alerting.thresholds import Threshold
 
-
-class EntityState:
-    """Everything the service remembers about one entity."""
-
-    __slots__ = ("features", "model", "policy", "seen")
-
-    def __init__(self, model: Detector) -> None:
-        self.model = model
-        self.features = FeatureState()
-        self.policy = PolicyState()
-        self.seen = 0
+__all__ = ["EntityState", "Processor", "summarize"]
 
 
 class Processor:
-    """Features → per-entity detector (score, then learn) → policy → alerts."""
+    """Features → per-entity detector (score) → threshold → policy → learn → alerts."""
 
     def __init__(
         self,
         template: Detector,
         policy: CooldownPolicy,
+        threshold: Threshold,
         warmup: int = 50,
         max_entities: int = 100_000,
+        idle_ttl_s: float | None = None,
+        cold: ColdStore | None = None,
+        protect: bool = False,
+        protect_max_consecutive: int = 20,
     ) -> None:
         if warmup < 0:
             raise ValueError(f"warmup must not be negative, got {warmup}")
         if max_entities < 1:
             raise ValueError(f"max_entities must be at least 1, got {max_entities}")
+        if protect_max_consecutive < 0:
+            raise ValueError(
+                f"protect_max_consecutive must not be negative, got {protect_max_consecutive}"
+            )
         self.template = template
         self.policy = policy
+        self.threshold = threshold
         self.warmup = warmup
-        self.max_entities = max_entities
+        self.protect = protect
+        self.protect_max_consecutive = protect_max_consecutive
         self.model_version = model_version(template)
-        self._entities: OrderedDict[str, EntityState] = OrderedDict()
+        self.store = EntityStore(
+            self.new_state, self.codec(), max_live=max_entities, idle_ttl_s=idle_ttl_s, cold=cold
+        )
+        self.store.on_enter = self._entered
+        self.store.on_leave = self._left
         self.warming_up = 0
         # counters since the last drain, flushed to metrics once per batch
         self.processed: Counter[str] = Counter()
         self.suppressed: Counter[str] = Counter()
-        self.evictions = 0
+        self.skipped = 0
         #: event time of the newest event processed so far (seconds since the epoch)
         self.newest_timestamp = 0.0
 
+    def config(self) -> dict[str, Any]:
+        """What decisions depend on; snapshots from another configuration are refused."""
+        return {
+            "detector": self.template.name,
+            "params": self.template.params(),
+            "threshold": [type(self.threshold).__name__, self.threshold.params()],
+            "warmup": self.warmup,
+            "features": 2,  # bump when alerting.features changes what it computes
+        }
+
+    def codec(self) -> SnapshotCodec:
+        return SnapshotCodec(detector=self.template.name, config_hash=config_hash(self.config()))
+
+    def new_state(self) -> EntityState:
+        return EntityState(self.template.clone(), self.threshold.clone())
+
+    def _entered(self, state: EntityState) -> None:
+        if state.seen < self.warmup:
+            self.warming_up += 1
+
+    def _left(self, state: EntityState) -> None:
+        if state.seen < self.warmup:
+            self.warming_up -= 1
+
     @property
     def live_models(self) -> int:
-        return len(self._entities)
+        return self.store.live
 
-    def _state(self, entity: str) -> EntityState:
-        entities = self._entities
-        state = entities.get(entity)
-        if state is not None:
-            entities.move_to_end(entity)
-            return state
-        if len(entities) >= self.max_entities:
-            _, evicted = entities.popitem(last=False)
-            self.evictions += 1
-            if evicted.seen < self.warmup:
-                self.warming_up -= 1
-        state = entities[entity] = EntityState(self.template.clone())
-        if self.warmup > 0:
-            self.warming_up += 1
-        return state
+    @property
+    def evictions(self) -> int:
+        return self.store.evictions
+
+    def end_batch(self) -> None:
+        """Per-batch housekeeping: move out entities idle past the TTL (event time)."""
+        self.store.expire(self.newest_timestamp)
 
     def process(self, event: Event, source: SourcePosition | None = None) -> list[Alert]:
-        """Score, learn and decide for one event; the alerts it causes (usually none)."""
-        state = self._state(event.entity)
+        """Score, decide and learn for one event; the alerts it causes (usually none)."""
         timestamp = event.timestamp
         if timestamp > self.newest_timestamp:
             self.newest_timestamp = timestamp
+        state = self.store.get(event.entity, source.partition if source else -1, timestamp)
+        if source is not None:
+            if source.partition == state.partition and source.offset < state.next_offset:
+                self.skipped += 1  # already in the snapshot this state was restored from
+                return []
+            state.partition = source.partition
+            state.next_offset = source.offset + 1
+        if timestamp > state.last_seen:
+            state.last_seen = timestamp
         x = extract(event, state.features, timestamp)
         model = state.model
         score = model.score_one(x)
@@ -108,29 +143,39 @@ class Processor:
             if state.seen == self.warmup:
                 self.warming_up -= 1
             return []
-        before = state.policy.suppressed
-        severity = self.policy.evaluate(state.policy, score, timestamp)
-        if severity is None:
-            model.learn_one(x)
-            if state.policy.suppressed != before:
+
+        threshold = state.threshold.value()
+        flagged = score >= threshold
+        state.threshold.update(score)
+        severity = None
+        if flagged:
+            before = state.policy.suppressed
+            severity = self.policy.evaluate(state.policy, score, threshold, timestamp)
+            if severity is None and state.policy.suppressed != before:
                 self.suppressed["cooldown"] += 1
-            return []
         # explain against the state the score was computed on, i.e. before learning x
-        contributions = model.explain_one(x)
-        model.learn_one(x)
+        explain = getattr(model, "explain_one", None) if severity is not None else None
+        contributions: dict[str, float] = explain(x) if explain is not None else {}
+        if flagged and self.protect and state.consecutive_flags < self.protect_max_consecutive:
+            state.consecutive_flags += 1  # protected: a lasting change is learned after a while
+        else:
+            state.consecutive_flags = state.consecutive_flags + 1 if flagged else 0
+            model.learn_one(x)
+        if severity is None:
+            return []
         return [
             Alert(
                 type=FIRING,
                 entity=event.entity,
                 time=event.time,
                 score=score,
-                threshold=self.policy.threshold,
+                threshold=threshold,
                 severity=severity,
                 detector=model.name,
                 model_version=self.model_version,
                 features=x,
                 contributions=contributions,
-                summary=summarize(event, x, contributions, severity, score),
+                summary=summarize(event, x, contributions, severity, score, threshold),
                 source=source,
                 kind=event.kind,
             )
@@ -143,9 +188,13 @@ def summarize(
     contributions: dict[str, float],
     severity: str,
     score: float,
+    threshold: float,
 ) -> str:
     """One line a person can read in a notification."""
     top = sorted(contributions.items(), key=lambda kv: -abs(kv[1]))[:3]
     reasons = ", ".join(f"{name} {features[name]:+.4g} ({z:+.1f}σ)" for name, z in top)
+    if not reasons:
+        reasons = ", ".join(f"{name} {value:+.4g}" for name, value in list(features.items())[:3])
+        reasons = f"score {score:.3g} ≥ {threshold:.3g}: {reasons}"
     what = f"trade {event.size:g} @ {event.price:g}" if isinstance(event, Trade) else event.kind
-    return f"{event.entity} {what}: {reasons or f'score {score:.2f}'} [{severity}]"
+    return f"{event.entity} {what}: {reasons} [{severity}]"

@@ -121,9 +121,20 @@ class TopicSettings(_Section):
     dead_letters: str = Field(
         "market.events.dlq", min_length=1, description="Invalid input records, with the reason."
     )
+    changelog: str = Field(
+        "",
+        description="Compacted per-entity model state, co-partitioned with the events topic "
+        "(default: the events topic's name + '.state').",
+    )
     partitions: int = Field(4, ge=1, le=10_000, description="Partitions of topics we create.")
     replication_factor: int = Field(1, ge=1, description="Replication of topics we create.")
     create: bool = Field(True, description="Create missing topics at start.")
+
+    @model_validator(mode="after")
+    def _derived(self) -> TopicSettings:
+        if not self.changelog:
+            self.changelog = f"{self.events}.state"
+        return self
 
 
 class ServiceSettings(_Section):
@@ -140,38 +151,90 @@ class ServiceSettings(_Section):
     retry_backoff_s: float = Field(
         1.0, gt=0, le=60, description="Wait between retries while the broker is unreachable."
     )
+    commit_interval_s: float = Field(
+        1.0, ge=0, le=300, description="How often state is snapshotted and offsets committed."
+    )
 
 
 class DetectorSettings(_Section):
-    """The per-entity detector and its threshold."""
+    """The per-entity detector."""
 
-    name: Literal["zscore"] = Field("zscore", description="Registered detector to run.")
-    window: int = Field(
-        256, ge=8, le=100_000, description="Rolling window (events per entity) of the z-score."
+    name: str = Field("zscore", description="Registered detector (see `alerting run --help`).")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameters of the detector, e.g. {window = 256} for zscore; "
+        "unset ones take the detector's defaults.",
     )
     warmup: int = Field(
-        50, ge=2, description="Events an entity must have seen before it can alert."
+        50, ge=0, description="Events an entity must have seen before it can alert."
     )
-    threshold: float = Field(6.0, gt=0, description="Score at or above which an event alerts.")
-    critical_factor: float = Field(
-        2.0, ge=1, description="Score ≥ threshold × this is critical, otherwise warning."
+    protect: bool = Field(
+        False,
+        description="Do not learn from flagged events (as River's filters protect the "
+        "model), for at most protect_max_consecutive events in a row.",
     )
-    max_entities: int = Field(
-        100_000, ge=1, description="Most entities kept in memory; least recently seen go first."
+    protect_max_consecutive: int = Field(
+        20,
+        ge=0,
+        description="After this many flagged events in a row, learn anyway: a "
+        "lasting change becomes the new normal.",
     )
 
     @model_validator(mode="after")
-    def _warmup_fits(self) -> DetectorSettings:
-        if self.warmup > self.window:
-            raise ValueError("detector.warmup must not exceed detector.window")
+    def _known(self) -> DetectorSettings:
+        from alerting.detectors import build
+
+        build(self.name, self.params)  # ValueError names the detector or parameter
         return self
 
 
+class ThresholdSettings(_Section):
+    """When a score is flagged: a fixed value, or a streaming quantile of recent scores."""
+
+    kind: Literal["fixed", "quantile"] = Field(
+        "fixed", description="fixed: threshold.value; quantile: per-entity adaptive."
+    )
+    value: float | None = Field(
+        None, gt=0, description="Fixed threshold; unset = the detector's default."
+    )
+    quantile: float = Field(
+        0.995, gt=0.5, lt=1.0, description="Quantile of recent scores (kind = quantile)."
+    )
+    window: int = Field(
+        1000, ge=10, le=100_000, description="Recent scores the quantile covers, per entity."
+    )
+    grace: int = Field(
+        100, ge=1, description="Scores an entity's quantile needs before it can flag."
+    )
+    min_value: float | None = Field(
+        None, ge=0, description="Floor of the quantile threshold; unset = none."
+    )
+
+
 class PolicySettings(_Section):
-    """Turning scores into few alerts."""
+    """Turning flagged scores into few alerts."""
 
     cooldown_s: float = Field(
         2.0, ge=0, description="Event-time seconds before the same entity may alert again."
+    )
+    critical_factor: float = Field(
+        2.0, ge=1, description="Score ≥ threshold × this is critical, otherwise warning."
+    )
+
+
+class StateSettings(_Section):
+    """Per-entity state: how much stays live, and where the rest goes."""
+
+    max_live_models: int = Field(
+        100_000, ge=1, description="Most entities held live; least recently used move out."
+    )
+    idle_ttl_s: float | None = Field(
+        3600.0, gt=0, description="Entities idle this long (event time) move out; unset = never."
+    )
+    dir: Path | None = Field(
+        None,
+        description="Directory of the on-disk store of moved-out entities "
+        "(default: a temporary directory; the changelog topic is the durable copy).",
     )
 
 
@@ -216,8 +279,14 @@ class Settings(BaseSettings):
         default_factory=lambda: DetectorSettings(),
         description="The per-entity detector and threshold.",
     )
+    threshold: ThresholdSettings = Field(
+        default_factory=lambda: ThresholdSettings(), description="When a score is flagged."
+    )
     policy: PolicySettings = Field(
         default_factory=lambda: PolicySettings(), description="Turning scores into alerts."
+    )
+    state: StateSettings = Field(
+        default_factory=lambda: StateSettings(), description="Per-entity state bounds."
     )
     metrics: MetricsSettings = Field(
         default_factory=lambda: MetricsSettings(), description="The Prometheus endpoint."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -31,32 +31,43 @@ def producer_for(settings: Settings, **extra: Any) -> KafkaProducer:
 
 def consumer_for(settings: Settings, group_id: str | None, **extra: Any) -> KafkaConsumer:
     k = settings.kafka
-    return KafkaConsumer(
+    options: dict[str, Any] = {
         **k.client_options(),
-        group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset=settings.service.auto_offset_reset,
-        session_timeout_ms=k.session_timeout_ms,
-        heartbeat_interval_ms=k.heartbeat_interval_ms,
-        max_poll_interval_ms=k.max_poll_interval_ms,
-        fetch_max_wait_ms=k.fetch_max_wait_ms,
-        **extra,
-    )
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": settings.service.auto_offset_reset,
+        "session_timeout_ms": k.session_timeout_ms,
+        "heartbeat_interval_ms": k.heartbeat_interval_ms,
+        "max_poll_interval_ms": k.max_poll_interval_ms,
+        "fetch_max_wait_ms": k.fetch_max_wait_ms,
+    }
+    options.update(extra)
+    return KafkaConsumer(**options)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Runs inside poll(): revoked partitions are still ours, new ones not yet fetched."""
+
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self.assigned: Callable[[set[int]], None] | None = None
+        self.revoked: Callable[[set[int]], None] | None = None
 
     def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        # the loop commits after every batch, so nothing is pending when poll() revokes
-        if revoked:
-            log.info("partitions revoked: %s", sorted(tp.partition for tp in revoked))
+        if not revoked:
+            return
+        partitions = {tp.partition for tp in revoked}
+        log.info("partitions revoked: %s", sorted(partitions))
+        if self.revoked is not None:
+            self.revoked(partitions)
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         self.metrics.rebalances.inc()
         self.metrics.assigned_partitions.set(len(assigned))
-        log.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+        partitions = {tp.partition for tp in assigned}
+        log.info("partitions assigned: %s", sorted(partitions))
+        if self.assigned is not None and partitions:
+            self.assigned(partitions)
 
 
 class KafkaPort:
@@ -65,8 +76,39 @@ class KafkaPort:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.consumer = consumer_for(settings, settings.service.group_id)
-        self.consumer.subscribe([settings.topics.events], listener=_Listener(metrics))
+        self.listener = _Listener(metrics)
+        self.consumer.subscribe([settings.topics.events], listener=self.listener)
         self.producer = producer_for(settings)
+
+    def on_rebalance(
+        self, assigned: Callable[[set[int]], None], revoked: Callable[[set[int]], None]
+    ) -> None:
+        self.listener.assigned = assigned
+        self.listener.revoked = revoked
+
+    def read_partitions(
+        self, topic: str, partitions: set[int]
+    ) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
+        # a group-less consumer from the beginning to the high watermark of each partition
+        # (fetch responses carry the true high watermark; tansu's ListOffsets does not)
+        reader = consumer_for(self.settings, group_id=None, auto_offset_reset="earliest")
+        try:
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            reader.assign(tps)
+            reader.seek_to_beginning(*tps)
+            open_tps = set(tps)
+            while open_tps:
+                batch = reader.poll(timeout_ms=200, max_records=5000)
+                for tp, records in batch.items():
+                    high = reader.highwater(tp) or 0
+                    for record in records:
+                        yield high - record.offset - 1, tp.partition, record.key, record.value
+                for tp in list(open_tps):
+                    high = reader.highwater(tp)
+                    if high is not None and reader.position(tp) >= high:
+                        open_tps.discard(tp)
+        finally:
+            reader.close()
 
     def poll(self, max_records: int, timeout_ms: int) -> Sequence[InputRecord]:
         batches = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
@@ -82,7 +124,10 @@ class KafkaPort:
     def publish(self, messages: Sequence[Outgoing], timeout_s: float) -> None:
         send = self.producer.send
         futures = [
-            send(m.topic, key=m.key, value=m.value, headers=m.headers or None) for m in messages
+            send(
+                m.topic, key=m.key, value=m.value, headers=m.headers or None, partition=m.partition
+            )
+            for m in messages
         ]
         try:
             self.producer.flush(timeout=timeout_s)

@@ -7,7 +7,7 @@ in-memory fake with records of the same shape.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -42,6 +42,7 @@ class Outgoing:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int | None = None  # None: the producer's partitioner (by key)
 
 
 class DeliveryError(Exception):
@@ -68,6 +69,22 @@ class Port(Protocol):
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """Commit ``{(topic, partition): next offset to read}``."""
+        ...
+
+    def read_partitions(
+        self, topic: str, partitions: set[int]
+    ) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
+        """Every record of ``partitions`` of ``topic`` up to its high watermark, as
+        ``(records remaining, partition, key, value)``: the restore of a changelog."""
+        ...
+
+    def on_rebalance(
+        self,
+        assigned: Callable[[set[int]], None],
+        revoked: Callable[[set[int]], None],
+    ) -> None:
+        """Call ``revoked`` before input partitions are taken away (still owned, so the
+        loop can checkpoint) and ``assigned`` before any record of new ones is polled."""
         ...
 
     def lag(self) -> dict[int, int]:

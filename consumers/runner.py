@@ -1,11 +1,20 @@
-"""The consume loop: poll → decode → dead-letter or process → publish → commit.
+"""The consume loop: poll → decode → dead-letter or process → publish → checkpoint.
 
-Delivery is at-least-once. A batch's offsets are committed only after the broker has
-acknowledged every alert and dead letter the batch produced; if publishing fails the
-loop retries those messages (with a clear log line) until they are acknowledged or the
-service is told to stop, and then commits nothing for that batch. After a crash the
-uncommitted events are read again and produce alerts with the same deterministic ids.
+Delivery is at-least-once, in this order:
 
+1. each batch's alerts and dead letters are published and acknowledged by the broker
+   (retried, with a clear log line, until they are or the service is told to stop);
+2. every ``commit_interval_s``, a *checkpoint*: the snapshots of the entities changed
+   since the last one are written to the changelog and acknowledged;
+3. then the offsets are committed.
+
+A crash anywhere re-reads events from the last committed offset with the entity states
+of the last snapshot; a snapshot records the source offset it includes, so an event it
+already holds is skipped rather than learned twice. With a deterministic detector the
+alerts after a restart are the same, with the same ids, as without the crash.
+
+On partition assignment the changelog partitions are restored before any event of them
+is processed; on revocation a checkpoint is taken and the partitions' state dropped.
 Metrics are updated once per batch, not per event.
 """
 
@@ -36,6 +45,8 @@ class LoopConfig:
     poll_timeout_ms: int = 200
     delivery_timeout_s: float = 30.0
     retry_backoff_s: float = 1.0
+    changelog_topic: str | None = None  # None: no snapshots (state lives in memory only)
+    commit_interval_s: float = 0.0  # 0: checkpoint after every batch
 
 
 class Service:
@@ -48,14 +59,21 @@ class Service:
         metrics: Metrics,
         config: LoopConfig,
         clock: Callable[[], float] = time.time,
+        model_bytes: int = 0,
     ) -> None:
         self.port = port
         self.processor = processor
         self.metrics = metrics
         self.config = config
         self.clock = clock
+        self.model_bytes = model_bytes  # a start-time estimate per live model
         self.stop = threading.Event()
         self.batches = 0
+        self._pending: dict[tuple[str, int], int] = {}  # processed, not yet committed
+        self._last_checkpoint = time.monotonic()
+        register = getattr(port, "on_rebalance", None)
+        if register is not None:
+            register(self._assigned, self._revoked)
 
     def run(self) -> None:
         """Process batches until :attr:`stop` is set, then close the port."""
@@ -63,6 +81,7 @@ class Service:
         try:
             while not self.stop.is_set():
                 self.run_once()
+            self.checkpoint()
         finally:
             self.port.close()
             log.info("detector service stopped after %d batches", self.batches)
@@ -78,6 +97,8 @@ class Service:
             self.stop.wait(cfg.retry_backoff_s)
             return 0
         if not records:
+            if self._pending and time.monotonic() - self._last_checkpoint >= cfg.commit_interval_s:
+                self.checkpoint()  # idle: make what was processed durable
             self._update_lag()
             return 0
         started = time.perf_counter()
@@ -96,11 +117,69 @@ class Service:
             for record_ms, alert_type, severity in alert_times:
                 m.end_to_end.observe(max(acked - record_ms / 1000.0, 0.0))
                 m.alerts.labels(type=alert_type, severity=severity).inc()
-        self._commit(offsets)
+        self._pending.update(offsets)
+        self.processor.end_batch()
+        if time.monotonic() - self._last_checkpoint >= cfg.commit_interval_s:
+            self.checkpoint()
         self._flush_counts()
         self._update_lag()
         self.batches += 1
         return len(records)
+
+    def checkpoint(self) -> bool:
+        """Snapshot changed entities to the changelog, then commit; False if stopped first."""
+        self._last_checkpoint = time.monotonic()
+        started = time.perf_counter()
+        topic = self.config.changelog_topic
+        if topic is not None:
+            snapshots = [
+                Outgoing(topic, entity.encode(), blob, partition=partition)
+                for entity, partition, blob in self.processor.store.snapshots()
+                if partition >= 0
+            ]
+            if snapshots:
+                if not self._publish(snapshots):
+                    return False
+                self.metrics.snapshots.inc(len(snapshots))
+                self.metrics.snapshot_bytes.inc(sum(len(s.value or b"") for s in snapshots))
+                self.metrics.snapshot_seconds.observe(time.perf_counter() - started)
+        if self._pending:
+            self._commit(self._pending)
+            self._pending = {}
+        return True
+
+    def _revoked(self, partitions: set[int]) -> None:
+        # still the owner: make the state and offsets of everything processed durable
+        self.checkpoint()
+        self.processor.store.drop_partitions(partitions)
+        self._flush_counts()
+
+    def _assigned(self, partitions: set[int]) -> None:
+        topic = self.config.changelog_topic
+        if topic is None or not partitions:
+            return
+        m, store = self.metrics, self.processor.store
+        started = time.perf_counter()
+        restored = refused = 0
+        log.info("restoring state of partitions %s from %s", sorted(partitions), topic)
+        for remaining, partition, key, value in self.port.read_partitions(topic, partitions):
+            if key is None:
+                continue
+            if store.restore(key.decode(), partition, value):
+                restored += 1
+            else:
+                refused += 1
+            if (restored + refused) % 1000 == 0:
+                m.restore_remaining.set(remaining)
+        m.restore_remaining.set(0)
+        m.restore_records.inc(restored + refused)
+        m.restore_seconds.observe(time.perf_counter() - started)
+        log.info(
+            "restored %d entity states (%d refused) in %.2fs",
+            restored,
+            refused,
+            time.perf_counter() - started,
+        )
 
     def _process(
         self, records: Sequence[InputRecord]
@@ -194,16 +273,24 @@ class Service:
 
     def _flush_counts(self) -> None:
         proc, m = self.processor, self.metrics
+        if proc.skipped:
+            m.events_skipped.inc(proc.skipped)
+            proc.skipped = 0
+        refused = proc.store.refused
+        for reason, n in refused.items():
+            m.snapshots_refused.labels(reason=reason).inc(n)
+        refused.clear()
         for kind, n in proc.processed.items():
             m.events_processed.labels(kind=kind).inc(n)
         for reason, n in proc.suppressed.items():
             m.alerts_suppressed.labels(reason=reason).inc(n)
         proc.processed.clear()
         proc.suppressed.clear()
-        if proc.evictions:
-            m.evictions.inc(proc.evictions)
-            proc.evictions = 0
+        if proc.store.evictions:
+            m.evictions.inc(proc.store.evictions)
+            proc.store.evictions = 0
         m.live_models.set(proc.live_models)
+        m.model_memory.set(proc.live_models * self.model_bytes)
         m.warming_up.set(proc.warming_up)
 
     def _update_lag(self) -> None:

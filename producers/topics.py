@@ -15,9 +15,13 @@ log = logging.getLogger(__name__)
 
 
 def ensure_topics(settings: Settings, names: list[str] | None = None) -> None:
-    """Create ``names`` (default: events, alerts and dead letters) unless they exist."""
+    """Create missing topics (default: events, alerts, dead letters, changelog).
+
+    The changelog is compacted and co-partitioned with the events topic (same partition
+    count, so partition N's state lives in changelog partition N); a mismatch is an error.
+    """
     t = settings.topics
-    wanted = names or [t.events, t.alerts, t.dead_letters]
+    wanted = names or [t.events, t.alerts, t.dead_letters, t.changelog]
     try:
         admin = KafkaAdminClient(**settings.kafka.client_options())
     except KafkaError as exc:
@@ -27,15 +31,38 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> None:
         ) from None
     try:
         existing = set(admin.list_topics())
+        partitions = _partitions(admin, t.events) if t.events in existing else t.partitions
         missing = [name for name in wanted if name not in existing]
-        if not missing:
-            return
-        try:
-            admin.create_topics(
-                [NewTopic(name, t.partitions, t.replication_factor) for name in missing]
-            )
-            log.info("created topics %s", ", ".join(missing))
-        except TopicAlreadyExistsError:
-            pass  # another process won the race
+        if missing:
+            try:
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            name,
+                            partitions if name == t.changelog else t.partitions,
+                            t.replication_factor,
+                            topic_configs={"cleanup.policy": "compact"}
+                            if name == t.changelog
+                            else {},
+                        )
+                        for name in missing
+                    ]
+                )
+                log.info("created topics %s", ", ".join(missing))
+            except TopicAlreadyExistsError:
+                pass  # another process won the race
+        if t.changelog in wanted:
+            events, changelog = _partitions(admin, t.events), _partitions(admin, t.changelog)
+            if events != changelog:
+                raise BrokerError(
+                    f"the changelog {t.changelog} has {changelog} partitions but the events "
+                    f"topic {t.events} has {events}: they must be co-partitioned; recreate "
+                    "the changelog or set topics.changelog (ALERTING__TOPICS__CHANGELOG)"
+                )
     finally:
         admin.close()
+
+
+def _partitions(admin: KafkaAdminClient, topic: str) -> int:
+    (described,) = admin.describe_topics([topic])
+    return len(described["partitions"])

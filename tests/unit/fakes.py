@@ -1,14 +1,16 @@
 """An in-memory fake of :class:`consumers.port.Port`, for unit tests of the consume loop.
 
 Records have kafka-python's ``ConsumerRecord`` attribute names. The fake serves its input
-in batches, records what was published and committed (and the order of those calls), and
-can simulate a broker outage: the next N ``publish`` calls raise ``DeliveryError``.
-Integration tests use a real broker, never this.
+in batches, keeps what was published per topic and partition, records what was committed
+(and the order of those calls), and can simulate a broker outage (the next N ``publish``
+calls raise ``DeliveryError``), a rebalance (run inside the next ``poll``, as kafka-python
+runs its listener) and a crash (:class:`Crash` raised right after a publish or commit took
+effect). Integration tests use a real broker, never this.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from alerting.events import Event, encode
@@ -65,27 +67,48 @@ def raw_record(
     return FakeRecord(topic, partition, offset, timestamp_ms, key, value, list(headers))
 
 
+class Crash(BaseException):
+    """The process died. A BaseException, so the loop's ``except Exception`` cannot catch it."""
+
+
 class FakePort:
     """In-memory :class:`consumers.port.Port`.
 
     ``calls`` is the sequence of operations seen, as ``(name, detail)`` pairs with name
     ``poll``, ``poll_failed``, ``publish``, ``publish_failed`` or ``commit``, so tests can
-    check their order.
+    check their order. ``history`` is the finer global order: one ``("publish", topic,
+    message)`` per acknowledged message, ``("publish_failed", None, n)`` per failed call,
+    ``("commit", None, offsets)``, ``("revoked" | "assigned", None, partitions)``,
+    ``("read", topic, partitions)`` (a changelog restore) and ``("poll", None, n)``.
+
+    Consumption follows Kafka: a position (next offset) per input partition; a rebalance
+    or :meth:`restart` resets the positions of the assigned partitions to their committed
+    offsets. Until the first rebalance every partition is assigned. Messages published
+    without an explicit ``partition`` land in partition 0.
     """
 
     def __init__(self, records: Sequence[FakeRecord] = (), topic: str = DEFAULT_TOPIC) -> None:
         self.topic = topic
         self.records: list[FakeRecord] = list(records)
-        self.position = 0  # index of the next record poll() serves
+        self.positions: dict[tuple[str, int], int] = {}  # next offset to serve
+        self.assignment: set[int] | None = None  # None: every partition of the input
         self.published: list[Outgoing] = []
+        self.log: dict[tuple[str, int], list[Outgoing]] = {}
         self.commits: list[dict[tuple[str, int], int]] = []
         self.calls: list[tuple[str, object]] = []
+        self.history: list[tuple[str, str | None, object]] = []
         self.closed = False
         self.after_failed_publish: Callable[[int], None] | None = None
+        self._assigned_cb: Callable[[set[int]], None] | None = None
+        self._revoked_cb: Callable[[set[int]], None] | None = None
+        self._rebalances: list[tuple[set[int], set[int]]] = []
+        self._scan_from = 0  # records before this index are all consumed
         self._publish_failures_left = 0
         self._poll_failures_left = 0
         self._acknowledge_first = 0
         self._failed_publishes = 0
+        self._crash_in: int | None = None
+        self._crash_topic: str | None = None
 
     # -- building the input -------------------------------------------------------------
 
@@ -135,6 +158,9 @@ class FakePort:
         self.records.append(record)
         return record
 
+    def input_partitions(self) -> set[int]:
+        return {r.partition for r in self.records if r.topic == self.topic}
+
     # -- simulating trouble -------------------------------------------------------------
 
     def fail_next_publishes(self, times: int, acknowledge_first: int = 0) -> None:
@@ -151,17 +177,97 @@ class FakePort:
         """Make the next ``times`` poll calls raise, as when the group coordinator is gone."""
         self._poll_failures_left = times
 
+    def crash_after(self, operations: int | None, topic: str | None = None) -> None:
+        """Raise :class:`Crash` right after the ``operations``-th next successful publish
+        or commit took effect (what it published or committed stays); with ``topic``, count
+        only publishes to that topic (e.g. the changelog: snapshots written, offsets not
+        committed). None: never."""
+        if operations is not None and operations < 1:
+            raise ValueError(f"operations must be at least 1, got {operations}")
+        self._crash_in = operations
+        self._crash_topic = topic
+
+    def _maybe_crash(self, topics: set[str] | None) -> None:
+        if self._crash_in is None:
+            return
+        if self._crash_topic is not None and (topics is None or self._crash_topic not in topics):
+            return
+        self._crash_in -= 1
+        if self._crash_in == 0:
+            self._crash_in = None
+            raise Crash("simulated crash")
+
+    def rebalance(self, revoked: Iterable[int] = (), assigned: Iterable[int] = ()) -> None:
+        """Inside the next ``poll``: call the revoked listener (partitions still owned),
+        change the assignment, reset the assigned partitions to their committed offsets,
+        then call the assigned listener before any of their records is served."""
+        self._rebalances.append((set(revoked), set(assigned)))
+
+    def restart(self, assigned: set[int] | None = None) -> None:
+        """A new process joins after a crash: forget the assignment and positions; the next
+        ``poll`` assigns ``assigned`` (default: every input partition) from the committed
+        offsets, calling only the assigned listener (nothing was owned)."""
+        self.assignment = set()
+        self.positions = {}
+        self._rebalances = [(set(), self.input_partitions() if assigned is None else assigned)]
+
+    def _run_rebalances(self) -> None:
+        while self._rebalances:
+            revoked, assigned = self._rebalances.pop(0)
+            if self.assignment is None:
+                self.assignment = self.input_partitions()
+            revoked &= self.assignment
+            if revoked:
+                self.history.append(("revoked", None, set(revoked)))
+                if self._revoked_cb is not None:
+                    self._revoked_cb(set(revoked))
+            self.assignment -= revoked
+            self.assignment |= assigned
+            committed = self.committed
+            for partition in assigned:
+                self.positions[(self.topic, partition)] = committed.get((self.topic, partition), 0)
+            self._scan_from = 0
+            if assigned:
+                self.history.append(("assigned", None, set(assigned)))
+                if self._assigned_cb is not None:
+                    self._assigned_cb(set(assigned))
+
     # -- the Port protocol --------------------------------------------------------------
+
+    def _servable(self, record: FakeRecord) -> bool:
+        if self.assignment is not None and record.partition not in self.assignment:
+            return False
+        return record.offset >= self.positions.get((record.topic, record.partition), 0)
 
     def poll(self, max_records: int, timeout_ms: int) -> Sequence[FakeRecord]:
         if self._poll_failures_left > 0:
             self._poll_failures_left -= 1
             self.calls.append(("poll_failed", 0))
             raise ConnectionError("simulated outage: coordinator not available")
-        batch = self.records[self.position : self.position + max_records]
-        self.position += len(batch)
+        self._run_rebalances()
+        batch: list[FakeRecord] = []
+        consumed_prefix = True
+        for index in range(self._scan_from, len(self.records)):
+            if len(batch) >= max_records:
+                break
+            record = self.records[index]
+            if self._servable(record):
+                batch.append(record)
+                self.positions[(record.topic, record.partition)] = record.offset + 1
+            elif record.offset >= self.positions.get((record.topic, record.partition), 0):
+                consumed_prefix = False  # not assigned now, maybe later
+            if consumed_prefix:
+                self._scan_from = index + 1
         self.calls.append(("poll", len(batch)))
+        self.history.append(("poll", None, len(batch)))
         return batch
+
+    def _deliver(self, messages: Sequence[Outgoing]) -> None:
+        for message in messages:
+            partition = 0 if message.partition is None else message.partition
+            self.log.setdefault((message.topic, partition), []).append(message)
+            self.published.append(message)
+            self.history.append(("publish", message.topic, message))
 
     def publish(self, messages: Sequence[Outgoing], timeout_s: float) -> None:
         if self._publish_failures_left > 0:
@@ -170,29 +276,51 @@ class FakePort:
             # a failed call always leaves at least one message unacknowledged
             split = min(self._acknowledge_first, len(messages) - 1)
             acked, pending = list(messages[:split]), list(messages[split:])
-            self.published.extend(acked)
+            self._deliver(acked)
             self.calls.append(("publish_failed", len(messages)))
+            self.history.append(("publish_failed", None, len(messages)))
             if self.after_failed_publish is not None:
                 self.after_failed_publish(self._failed_publishes)
             raise DeliveryError(
                 f"simulated outage: {len(pending)} of {len(messages)} not acknowledged",
                 pending=pending,
             )
-        self.published.extend(messages)
+        self._deliver(messages)
         self.calls.append(("publish", len(messages)))
+        self._maybe_crash({m.topic for m in messages})
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         self.commits.append(dict(offsets))
         self.calls.append(("commit", dict(offsets)))
+        self.history.append(("commit", None, dict(offsets)))
+        self._maybe_crash(None)
+
+    def read_partitions(
+        self, topic: str, partitions: set[int]
+    ) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
+        """Everything published to ``partitions`` of ``topic``, partition by partition."""
+        self.history.append(("read", topic, set(partitions)))
+        for partition in sorted(partitions):
+            messages = list(self.log.get((topic, partition), []))
+            for index, message in enumerate(messages):
+                yield len(messages) - index - 1, partition, message.key, message.value
+
+    def on_rebalance(
+        self, assigned: Callable[[set[int]], None], revoked: Callable[[set[int]], None]
+    ) -> None:
+        self._assigned_cb = assigned
+        self._revoked_cb = revoked
 
     def lag(self) -> dict[int, int]:
-        """Records not yet polled, per partition (high watermark minus position)."""
+        """Records not yet polled, per assigned input partition."""
         behind: dict[int, int] = {}
-        for index, record in enumerate(self.records):
+        for record in self.records:
             if record.topic != self.topic:
                 continue
+            if self.assignment is not None and record.partition not in self.assignment:
+                continue
             behind.setdefault(record.partition, 0)
-            if index >= self.position:
+            if record.offset >= self.positions.get((record.topic, record.partition), 0):
                 behind[record.partition] += 1
         return behind
 
@@ -209,5 +337,8 @@ class FakePort:
             latest.update(commit)
         return latest
 
-    def published_to(self, topic: str) -> list[Outgoing]:
+    def published_to(self, topic: str, partition: int | None = None) -> list[Outgoing]:
+        """What was acknowledged on ``topic`` (one partition of it, if given), in order."""
+        if partition is not None:
+            return list(self.log.get((topic, partition), []))
         return [m for m in self.published if m.topic == topic]

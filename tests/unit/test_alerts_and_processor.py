@@ -16,6 +16,7 @@ from alerting.detectors import Detector, RollingZScore, model_version
 from alerting.events import Event, Metric, Trade
 from alerting.policy import CooldownPolicy
 from alerting.processor import Processor
+from alerting.thresholds import FixedThreshold
 
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 
@@ -144,7 +145,8 @@ def load_events(
 def zscore_processor(warmup: int = 10, **kwargs: int) -> Processor:
     return Processor(
         RollingZScore(window=32, min_history=4),
-        CooldownPolicy(threshold=6.0, critical_factor=2.0, cooldown_s=0.0),
+        CooldownPolicy(critical_factor=2.0, cooldown_s=0.0),
+        FixedThreshold(6.0),
         warmup=warmup,
         **kwargs,
     )
@@ -222,7 +224,8 @@ def test_alert_explanation_matches_the_score_it_explains() -> None:
 def test_warning_below_critical_factor() -> None:
     proc = Processor(
         RollingZScore(window=32, min_history=4),
-        CooldownPolicy(threshold=6.0, critical_factor=1e6, cooldown_s=0.0),
+        CooldownPolicy(critical_factor=1e6, cooldown_s=0.0),
+        FixedThreshold(6.0),
         warmup=10,
     )
     assert [a.severity for a in spike_run(proc)] == ["warning"]
@@ -245,7 +248,8 @@ def test_trade_summary_names_price_and_size() -> None:
 def test_cooldown_suppressions_are_counted() -> None:
     proc = Processor(
         RollingZScore(window=32, min_history=4),
-        CooldownPolicy(threshold=6.0, cooldown_s=100.0),
+        CooldownPolicy(cooldown_s=100.0),
+        FixedThreshold(6.0),
         warmup=5,
     )
     for event in load_events("cpu", 20):
@@ -269,7 +273,8 @@ def test_processed_counts_by_kind() -> None:
 def test_lru_eviction_against_brute_force(warmup: int, max_entities: int, seed: int) -> None:
     rng = random.Random(seed)
     proc = zscore_processor(warmup=warmup, max_entities=max_entities)
-    reference: OrderedDict[str, int] = OrderedDict()  # entity -> events seen, LRU first
+    reference: OrderedDict[str, int] = OrderedDict()  # live entity -> events seen, LRU first
+    moved_out: dict[str, int] = {}  # evicted entities keep what they learned
     evictions = 0
     for i in range(1500):
         # a skewed key space: a few hot entities and a long tail
@@ -278,30 +283,33 @@ def test_lru_eviction_against_brute_force(warmup: int, max_entities: int, seed: 
             reference.move_to_end(entity)
         else:
             if len(reference) >= max_entities:
-                reference.popitem(last=False)
+                gone, seen = reference.popitem(last=False)
+                moved_out[gone] = seen
                 evictions += 1
-            reference[entity] = 0
+            reference[entity] = moved_out.pop(entity, 0)
         reference[entity] += 1
         proc.process(Metric(entity=entity, values={"v": rng.random()}, time=i))
         assert proc.live_models == len(reference) <= max_entities
         assert proc.evictions == evictions
         assert proc.warming_up == sum(seen < warmup for seen in reference.values()), i
-        assert list(proc._entities) == list(reference)
+        assert [e for e, _ in proc.store] == list(reference)
+        assert {e: st.seen for e, st in proc.store} == dict(reference)
     assert evictions > 0
 
 
-def test_evicted_entity_starts_again_from_scratch() -> None:
+def test_evicted_entity_comes_back_where_it_was() -> None:
     proc = zscore_processor(warmup=3, max_entities=1)
     for event in load_events("a", 5):
         proc.process(event)
     assert proc.warming_up == 0
-    proc.process(load_events("b", 1)[0])  # evicts a
+    proc.process(load_events("b", 1)[0])  # moves a out
     assert proc.evictions == 1
     assert proc.warming_up == 1
-    proc.process(Metric(entity="a", values={"load": 1e9}, time=100))  # evicts b, a is new
+    alerts = proc.process(Metric(entity="a", values={"load": 1e9}, time=100))  # a comes back
     assert proc.evictions == 2
-    assert proc.warming_up == 1
+    assert proc.warming_up == 0  # b moved out while warming up; a is past its warm-up
     assert proc.live_models == 1
+    assert [alert.entity for alert in alerts] == ["a"]  # past warm-up: it remembered
 
 
 class StubDetector:
@@ -337,7 +345,7 @@ class StubDetector:
 def test_processor_runs_any_detector() -> None:
     template = StubDetector(scale=2.0)
     assert isinstance(template, Detector)
-    proc = Processor(template, CooldownPolicy(threshold=6.0, cooldown_s=0.0), warmup=2)
+    proc = Processor(template, CooldownPolicy(cooldown_s=0.0), FixedThreshold(6.0), warmup=2)
     values = [1.0, 1.0, 1.0, 3.5, 2.0, -7.0]
     alerts = [
         a
@@ -359,7 +367,7 @@ def test_processor_runs_any_detector() -> None:
 
 def test_detector_clones_are_per_entity() -> None:
     template = StubDetector()
-    proc = Processor(template, CooldownPolicy(threshold=6.0), warmup=0)
+    proc = Processor(template, CooldownPolicy(), FixedThreshold(6.0), warmup=0)
     for i in range(3):
         proc.process(Metric(entity="x", values={"v": 0.0}, time=i))
     proc.process(Metric(entity="y", values={"v": 0.0}, time=3))
@@ -399,7 +407,8 @@ def test_different_model_gives_different_alert_ids() -> None:
     first = [a for e, s in stream for a in proc.process(e, s)]
     other = Processor(
         RollingZScore(window=31, min_history=4),
-        CooldownPolicy(threshold=6.0, cooldown_s=0.0),
+        CooldownPolicy(cooldown_s=0.0),
+        FixedThreshold(6.0),
         warmup=20,
     )
     second = [a for e, s in stream for a in other.process(e, s)]

@@ -29,6 +29,7 @@ def random_stream(rng: random.Random, length: int) -> list[Event]:
                     symbol=entity,
                     price=rng.uniform(1.0, 500.0),
                     size=rng.choice([rng.uniform(0.01, 1.0), float(rng.randint(1, 10_000))]),
+                    side=rng.choice(["buy", "sell", "unknown"]),
                     time=t,
                 )
             )
@@ -56,7 +57,11 @@ def brute_force(history: list[Event], event: Event) -> dict[str, float]:
     """Features of ``event`` recomputed from everything its entity sent before it."""
     mine = [e for e in history if e.entity == event.entity]
     if isinstance(event, Trade):
-        x = {"log_size": log(event.size)}
+        sign = {"buy": 1, "sell": -1, "unknown": 0}[event.side]
+        x = {
+            "log_size": log(event.size),
+            "signed_notional": sign * log(1 + event.price * event.size),
+        }
         trades = [e for e in mine if isinstance(e, Trade)]
         if trades:
             previous = trades[-1]
@@ -108,6 +113,7 @@ def test_the_stream_exercises_every_feature() -> None:
         seen |= set(extract(event, states.setdefault(event.entity, FeatureState())))
     expected = {
         "log_size",
+        "signed_notional",
         "log_return",
         "log_interarrival",
         "spread_bps",
@@ -120,7 +126,9 @@ def test_the_stream_exercises_every_feature() -> None:
 
 def test_first_event_of_an_entity_has_no_history_features() -> None:
     state = FeatureState()
-    assert set(extract(Trade(symbol="A", price=100, size=10, time=0), state)) == {"log_size"}
+    first = extract(Trade(symbol="A", price=100, size=10, side="buy", time=0), state)
+    assert set(first) == {"log_size", "signed_notional"}
+    assert first["signed_notional"] == pytest.approx(log(1001))
     quote = extract(Quote(symbol="A", bid=99, ask=101, bid_size=1, ask_size=3, time=1), state)
     assert set(quote) == {"spread_bps", "size_imbalance"}
     assert quote["spread_bps"] == pytest.approx(200.0)

@@ -70,9 +70,11 @@ def test_evaluate_equals_brute_force(
 ) -> None:
     rng = random.Random(seed)
     stream = random_stream(rng, 2000, threshold, factor)
-    policy = CooldownPolicy(threshold=threshold, critical_factor=factor, cooldown_s=cooldown)
+    policy = CooldownPolicy(critical_factor=factor, cooldown_s=cooldown)
     states: dict[str, PolicyState] = {}
-    got = [policy.evaluate(states.setdefault(e, PolicyState()), s, t) for e, s, t in stream]
+    got = [
+        policy.evaluate(states.setdefault(e, PolicyState()), s, threshold, t) for e, s, t in stream
+    ]
     want = brute_force(stream, threshold, factor, cooldown)
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         assert g == w, (i, stream[i], g, w)
@@ -90,56 +92,56 @@ def test_evaluate_equals_brute_force(
 def test_alerts_of_one_entity_are_a_cooldown_apart() -> None:
     rng = random.Random(11)
     stream = random_stream(rng, 3000, 6.0, 2.0)
-    policy = CooldownPolicy(threshold=6.0, cooldown_s=30.0)
+    policy = CooldownPolicy(cooldown_s=30.0)
     states: dict[str, PolicyState] = {}
     last: dict[str, float] = {}
     for entity, score, t in stream:
-        if policy.evaluate(states.setdefault(entity, PolicyState()), score, t) is not None:
+        if policy.evaluate(states.setdefault(entity, PolicyState()), score, 6.0, t) is not None:
             if entity in last:
                 assert t - last[entity] >= 30.0
             last[entity] = t
 
 
 def test_entities_cool_down_independently() -> None:
-    policy = CooldownPolicy(threshold=6.0, cooldown_s=30.0)
+    policy = CooldownPolicy(cooldown_s=30.0)
     a, b = PolicyState(), PolicyState()
-    assert policy.evaluate(a, 7.0, 100.0) == "warning"
-    assert policy.evaluate(b, 7.0, 101.0) == "warning"
-    assert policy.evaluate(a, 7.0, 102.0) is None
+    assert policy.evaluate(a, 7.0, 6.0, 100.0) == "warning"
+    assert policy.evaluate(b, 7.0, 6.0, 101.0) == "warning"
+    assert policy.evaluate(a, 7.0, 6.0, 102.0) is None
     assert (a.suppressed, b.suppressed) == (1, 0)
 
 
 def test_cooldown_boundary_is_inclusive() -> None:
-    policy = CooldownPolicy(threshold=6.0, cooldown_s=30.0)
+    policy = CooldownPolicy(cooldown_s=30.0)
     state = PolicyState()
-    assert policy.evaluate(state, 7.0, 100.0) == "warning"
-    assert policy.evaluate(state, 7.0, nextafter(130.0, 0.0)) is None
-    assert policy.evaluate(state, 7.0, 130.0) == "warning"
+    assert policy.evaluate(state, 7.0, 6.0, 100.0) == "warning"
+    assert policy.evaluate(state, 7.0, 6.0, nextafter(130.0, 0.0)) is None
+    assert policy.evaluate(state, 7.0, 6.0, 130.0) == "warning"
     assert state.last_fired == 130.0
 
 
 def test_suppressed_scores_do_not_extend_the_cooldown() -> None:
-    policy = CooldownPolicy(threshold=6.0, cooldown_s=30.0)
+    policy = CooldownPolicy(cooldown_s=30.0)
     state = PolicyState()
-    assert policy.evaluate(state, 7.0, 0.0) is not None
+    assert policy.evaluate(state, 7.0, 6.0, 0.0) is not None
     for t in range(1, 30):
-        assert policy.evaluate(state, 7.0, float(t)) is None
-    assert policy.evaluate(state, 7.0, 30.0) is not None
+        assert policy.evaluate(state, 7.0, 6.0, float(t)) is None
+    assert policy.evaluate(state, 7.0, 6.0, 30.0) is not None
 
 
 def test_below_threshold_is_neither_an_alert_nor_suppressed() -> None:
-    policy = CooldownPolicy(threshold=6.0, cooldown_s=30.0)
+    policy = CooldownPolicy(cooldown_s=30.0)
     state = PolicyState()
-    policy.evaluate(state, 7.0, 0.0)
-    assert policy.evaluate(state, 5.0, 1.0) is None
+    policy.evaluate(state, 7.0, 6.0, 0.0)
+    assert policy.evaluate(state, 5.0, 6.0, 1.0) is None
     assert state.suppressed == 0
     assert state.last_fired == 0.0
 
 
 def test_zero_cooldown_fires_every_time() -> None:
-    policy = CooldownPolicy(threshold=6.0, cooldown_s=0.0)
+    policy = CooldownPolicy(cooldown_s=0.0)
     state = PolicyState()
-    assert [policy.evaluate(state, 6.0, 5.0) for _ in range(3)] == ["warning"] * 3
+    assert [policy.evaluate(state, 6.0, 6.0, 5.0) for _ in range(3)] == ["warning"] * 3
 
 
 @pytest.mark.parametrize(
@@ -157,25 +159,22 @@ def test_zero_cooldown_fires_every_time() -> None:
 def test_severity_boundaries_are_exact(
     threshold: float, factor: float, score: float, expected: str | None
 ) -> None:
-    policy = CooldownPolicy(threshold=threshold, critical_factor=factor, cooldown_s=30.0)
-    assert policy.evaluate(PolicyState(), score, 0.0) == expected
+    policy = CooldownPolicy(critical_factor=factor, cooldown_s=30.0)
+    assert policy.evaluate(PolicyState(), score, threshold, 0.0) == expected
 
 
 def test_constructor_stores_its_parameters() -> None:
-    policy = CooldownPolicy(threshold=4.0, critical_factor=3.0, cooldown_s=12.5)
-    assert (policy.threshold, policy.critical_factor, policy.cooldown_s) == (4.0, 3.0, 12.5)
+    policy = CooldownPolicy(critical_factor=3.0, cooldown_s=12.5)
+    assert (policy.critical_factor, policy.cooldown_s) == (3.0, 12.5)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "parameter"),
     [
-        ({"threshold": 0.0}, "threshold"),
-        ({"threshold": -1.0}, "threshold"),
-        ({"threshold": float("nan")}, "threshold"),
-        ({"threshold": 6.0, "critical_factor": 0.5}, "critical_factor"),
-        ({"threshold": 6.0, "critical_factor": float("nan")}, "critical_factor"),
-        ({"threshold": 6.0, "cooldown_s": -1.0}, "cooldown_s"),
-        ({"threshold": 6.0, "cooldown_s": float("nan")}, "cooldown_s"),
+        ({"critical_factor": 0.5}, "critical_factor"),
+        ({"critical_factor": float("nan")}, "critical_factor"),
+        ({"cooldown_s": -1.0}, "cooldown_s"),
+        ({"cooldown_s": float("nan")}, "cooldown_s"),
     ],
 )
 def test_constructor_errors_name_the_parameter(kwargs: dict[str, float], parameter: str) -> None:

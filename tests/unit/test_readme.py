@@ -66,7 +66,8 @@ def test_toml_example_is_a_valid_config(tmp_path: Path) -> None:
     path = tmp_path / "alerting.toml"
     path.write_text(example)
     settings = load_settings(path)
-    assert settings.detector.threshold == 5.0
+    assert settings.threshold.value == 5.0
+    assert settings.detector.params == {"window": 512}
 
 
 def test_event_samples_decode() -> None:

@@ -16,6 +16,7 @@ from alerting.events import Event, Metric, Trade
 from alerting.metrics import Metrics
 from alerting.policy import CooldownPolicy
 from alerting.processor import Processor
+from alerting.thresholds import FixedThreshold
 from consumers.port import Outgoing
 from consumers.runner import LoopConfig, Service
 from producers import dead_letters
@@ -38,7 +39,8 @@ class Clock:
 def make_processor(warmup: int = WARMUP, max_entities: int = 1000) -> Processor:
     return Processor(
         RollingZScore(window=16, min_history=4),
-        CooldownPolicy(threshold=6.0, critical_factor=2.0, cooldown_s=0.0),
+        CooldownPolicy(critical_factor=2.0, cooldown_s=0.0),
+        FixedThreshold(6.0),
         warmup=warmup,
         max_entities=max_entities,
     )
@@ -208,7 +210,10 @@ def test_a_processing_error_dead_letters_the_record_and_the_loop_goes_on() -> No
     bad = port.add_event(Metric(entity="boom", values={"x": 1.0}, time=1), headers=[("h", b"v")])
     port.add_event(Metric(entity="g", values={"load": 1.0}, time=2))
     processor = ExplodingProcessor(
-        RollingZScore(window=16, min_history=4), CooldownPolicy(threshold=6.0), warmup=WARMUP
+        RollingZScore(window=16, min_history=4),
+        CooldownPolicy(),
+        FixedThreshold(6.0),
+        warmup=WARMUP,
     )
     service, metrics = make_service(port, processor=processor)
 

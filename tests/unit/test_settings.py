@@ -45,7 +45,10 @@ def test_defaults() -> None:
     )
     assert s.service.group_id == "alerting"
     assert s.detector.name == "zscore"
-    assert s.detector.warmup <= s.detector.window
+    assert s.detector.params == {}
+    assert s.threshold.kind == "fixed" and s.threshold.value is None
+    assert s.topics.changelog == "market.events.state"
+    assert s.state.max_live_models == 100_000
     assert s.policy.cooldown_s == 2.0
     assert s.metrics.port == 9464
     assert s.broker.port == 0
@@ -68,12 +71,12 @@ def test_env_nesting(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_toml_file_as_argument(tmp_path: Path) -> None:
     path = _toml(
         tmp_path,
-        '[topics]\nevents = "file.events"\n\n[detector]\nwindow = 64\nwarmup = 10\n',
+        '[topics]\nevents = "file.events"\n\n[detector]\nwarmup = 10\nparams = {window = 64}\n',
     )
     s = load_settings(path)
     assert s.topics.events == "file.events"
     assert s.topics.alerts == "market.alerts"
-    assert (s.detector.window, s.detector.warmup) == (64, 10)
+    assert (s.detector.params, s.detector.warmup) == ({"window": 64}, 10)
     assert load_settings(str(path)).topics.events == "file.events"
 
 
@@ -189,10 +192,15 @@ def test_sasl_requires_a_mechanism() -> None:
     assert ok.kafka.sasl_mechanism == "PLAIN"
 
 
-def test_warmup_must_fit_in_the_window() -> None:
-    with pytest.raises(ConfigError, match=r"detector\.warmup"):
-        load_settings(detector={"window": 16, "warmup": 17})
-    assert load_settings(detector={"window": 16, "warmup": 16}).detector.warmup == 16
+def test_detector_name_and_params_are_checked_at_start() -> None:
+    with pytest.raises(ConfigError, match=r"setting detector .*unknown detector 'nope'"):
+        load_settings(detector={"name": "nope"})
+    with pytest.raises(ConfigError, match=r"setting detector .*window"):
+        load_settings(detector={"name": "zscore", "params": {"window": 1}})
+    with pytest.raises(ConfigError, match=r"setting detector .*bogus"):
+        load_settings(detector={"name": "zscore", "params": {"bogus": 1}})
+    ok = load_settings(detector={"name": "zscore", "params": {"window": 16}})
+    assert ok.detector.params == {"window": 16}
 
 
 def _secure(tmp_path: Path) -> Settings:
@@ -266,8 +274,8 @@ def test_client_options_omit_unset_security() -> None:
 
 
 def test_sections_validate_on_their_own() -> None:
-    with pytest.raises(ValueError, match="warmup"):
-        DetectorSettings(window=8, warmup=9)
+    with pytest.raises(ValueError, match="window"):
+        DetectorSettings(name="zscore", params={"window": 1})
 
 
 def _sections() -> list[tuple[str, type[BaseModel]]]:

@@ -1,0 +1,550 @@
+"""Checkpoints on the in-memory port: snapshots to the changelog between the acknowledged
+alerts and the offset commit, rebalances, and crash recovery with the same alert ids."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+
+import pytest
+from fakes import DEFAULT_TOPIC, Crash, FakePort, FakeRecord
+from prometheus_client import CollectorRegistry
+
+from alerting.detectors import RollingZScore
+from alerting.errors import InvalidEvent
+from alerting.events import Metric, decode
+from alerting.metrics import Metrics
+from alerting.policy import CooldownPolicy
+from alerting.processor import Processor
+from alerting.state import SnapshotCodec
+from alerting.thresholds import FixedThreshold
+from consumers.port import Outgoing
+from consumers.runner import LoopConfig, Service
+from producers import dead_letters
+
+ALERTS = "test.alerts"
+DLQ = "test.dlq"
+CHANGELOG = "test.state"
+WARMUP = 5
+START = 1_700_000_000.0
+NEVER = 1e9  # a commit interval that never elapses: checkpoints only when called
+
+
+def make_processor(
+    max_entities: int = 1000, idle_ttl_s: float | None = None, window: int = 16
+) -> Processor:
+    return Processor(
+        RollingZScore(window=window, min_history=4),
+        CooldownPolicy(critical_factor=2.0, cooldown_s=2.0),
+        FixedThreshold(6.0),
+        warmup=WARMUP,
+        max_entities=max_entities,
+        idle_ttl_s=idle_ttl_s,
+    )
+
+
+def make_service(
+    port: FakePort,
+    processor: Processor | None = None,
+    interval: float = 0.0,
+    max_batch_records: int = 1000,
+    changelog: str | None = CHANGELOG,
+) -> tuple[Service, Metrics]:
+    metrics = Metrics(CollectorRegistry())
+    service = Service(
+        port,
+        processor if processor is not None else make_processor(),
+        metrics,
+        LoopConfig(
+            alerts_topic=ALERTS,
+            dead_letter_topic=DLQ,
+            max_batch_records=max_batch_records,
+            poll_timeout_ms=1,
+            delivery_timeout_s=0.01,
+            retry_backoff_s=0.001,
+            changelog_topic=changelog,
+            commit_interval_s=interval,
+        ),
+        clock=lambda: START,
+    )
+    return service, metrics
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    sample = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if sample is None else sample
+
+
+def calm(entity: str, n: int, start: float = START) -> list[Metric]:
+    rng = random.Random(entity)
+    return [
+        Metric(entity=entity, values={"load": 1.0 + rng.gauss(0, 0.01)}, time=start + i)
+        for i in range(n)
+    ]
+
+
+def spike(entity: str, time: float) -> Metric:
+    return Metric(entity=entity, values={"load": 50.0}, time=time)
+
+
+def drain(service: Service, every: int = 0) -> int:
+    """Run batches until the input is exhausted; with ``every``, checkpoint explicitly
+    after every ``every`` batches. The number of batches that read records."""
+    batches = 0
+    while service.run_once():
+        batches += 1
+        if every and batches % every == 0:
+            service.checkpoint()
+    return batches
+
+
+def header(message: Outgoing) -> dict[str, object]:
+    return SnapshotCodec.read_header(message.value or b"")
+
+
+def source_of(message: Outgoing) -> tuple[int, int]:
+    """(partition, offset) of the input record an alert or dead letter came from."""
+    if message.topic == ALERTS:
+        source = json.loads(message.value or b"")["data"]["source"]
+        return source["partition"], source["offset"]
+    headers = dict(message.headers)
+    return int(headers[dead_letters.SOURCE_PARTITION]), int(headers[dead_letters.SOURCE_OFFSET])
+
+
+def entity_of(record: FakeRecord) -> str | None:
+    """The entity a record updates, or None for one that is dead-lettered."""
+    try:
+        return decode(record.value).entity
+    except InvalidEvent:
+        return None
+
+
+def stream_port(seed: int, n: int = 300, entities: int = 6, partitions: int = 2) -> FakePort:
+    """Calm metrics of a few entities keyed to partitions, with spikes and some garbage."""
+    rng = random.Random(seed)
+    port = FakePort()
+    t = START
+    for _ in range(n):
+        t += rng.expovariate(1.0) if rng.random() > 0.02 else rng.uniform(20, 60)
+        i = rng.randrange(entities)
+        partition = i % partitions
+        if rng.random() < 0.03:
+            port.add_raw(b"not json", key=f"m{i}".encode(), partition=partition)
+            continue
+        load = 1.0 + rng.gauss(0, 0.01) if rng.random() > 0.06 else rng.uniform(5, 50)
+        port.add_event(Metric(entity=f"m{i}", values={"load": load}, time=t), partition=partition)
+    return port
+
+
+def seen_of(processor: Processor, entities: set[str]) -> dict[str, tuple[int, int]]:
+    return {
+        e: (s.seen, s.next_offset)
+        for e in sorted(entities)
+        for s in [processor.store.get(e, -1, 0.0)]
+    }
+
+
+# -- ordering -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("interval", "every"), [(0.0, 0), (NEVER, 3)])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_each_checkpoint_orders_outputs_then_snapshots_then_commit(
+    seed: int, interval: float, every: int
+) -> None:
+    port = stream_port(seed)
+    service, _ = make_service(
+        port, make_processor(max_entities=3, idle_ttl_s=10.0), interval, max_batch_records=11
+    )
+    drain(service, every)
+    service.checkpoint()
+    history = port.history
+    commits = [i for i, (name, _, _) in enumerate(history) if name == "commit"]
+    assert commits
+    assert port.published_to(ALERTS) and port.published_to(DLQ)
+    output_at = {source_of(m): i for i, (n, _, m) in enumerate(history)
+                 if n == "publish" and m.topic in (ALERTS, DLQ)}  # fmt: skip
+    covered: dict[tuple[str, int], int] = {}
+    previous = -1
+    for at in commits:
+        segment = range(previous + 1, at)
+        snapshots_at = [i for i in segment
+                        if history[i][0] == "publish" and history[i][1] == CHANGELOG]  # fmt: skip
+        first_snapshot = snapshots_at[0] if snapshots_at else at
+        before = dict(covered)
+        covered.update(history[at][2])  # type: ignore[arg-type]
+        newly = [r for r in port.records
+                 if before.get((r.topic, r.partition), 0) <= r.offset
+                 < covered.get((r.topic, r.partition), 0)]  # fmt: skip
+        # every alert and dead letter of the covered records was acknowledged first
+        for source, i in output_at.items():
+            if any((r.partition, r.offset) == source for r in newly):
+                assert i < first_snapshot, f"output of {source} after the snapshots"
+        assert all(
+            history[i][1] == CHANGELOG for i in segment[segment.index(first_snapshot) :]
+            if history[i][0] == "publish"
+        ) if snapshots_at else True  # fmt: skip
+        # the snapshots are exactly the entities changed by the covered records, once each
+        keys = [history[i][2].key.decode() for i in snapshots_at]  # type: ignore[union-attr]
+        assert len(keys) == len(set(keys))
+        assert set(keys) == {e for r in newly if (e := entity_of(r)) is not None}
+        # and the latest snapshot of each entity includes its last covered record
+        for record in newly:
+            entity = entity_of(record)
+            if entity is None:
+                continue
+            latest = max(i for i in snapshots_at if history[i][2].key == entity.encode())  # type: ignore[union-attr]
+            last = max(r.offset for r in newly if entity_of(r) == entity)
+            assert header(history[latest][2])["next_offset"] == last + 1  # type: ignore[arg-type]
+        previous = at
+    assert covered == {(DEFAULT_TOPIC, p): len([r for r in port.records if r.partition == p])
+                       for p in (0, 1)}  # fmt: skip
+
+
+def test_a_failing_changelog_publish_is_retried_and_nothing_is_committed_until_it_succeeds() -> (
+    None
+):
+    port = stream_port(3, n=60)
+    service, metrics = make_service(port, interval=NEVER)
+    service.run_once()
+    assert port.commits == []
+    changed = {e for r in port.records if (e := entity_of(r)) is not None}
+    mark = len(port.history)
+    port.fail_next_publishes(3, acknowledge_first=2)
+
+    assert service.checkpoint()
+    tail = [(name, topic) for name, topic, _ in port.history[mark:]]
+    assert [n for n, _ in tail].count("publish_failed") == 3
+    assert tail[-1][0] == "commit"
+    assert all(name != "commit" for name, _ in tail[:-1])
+    assert {topic for name, topic in tail if name == "publish"} == {CHANGELOG}
+    # acknowledged snapshots are not sent again: each entity exactly once
+    keys = [m.key.decode() for m in port.published_to(CHANGELOG) if m.key]
+    assert sorted(keys) == sorted(changed)
+    assert value(metrics, "alerting_broker_errors_total", operation="publish") == 3
+    assert value(metrics, "alerting_snapshots_total") == len(changed)
+    assert port.committed == {
+        (DEFAULT_TOPIC, p): sum(r.partition == p for r in port.records) for p in (0, 1)
+    }
+
+
+def test_stopping_while_the_changelog_publish_keeps_failing_commits_nothing() -> None:
+    port = stream_port(4, n=40)
+    service, _ = make_service(port, interval=NEVER)
+    service.run_once()
+    port.fail_next_publishes(10**9)
+    port.after_failed_publish = lambda failures: service.stop.set() if failures == 3 else None
+    assert not service.checkpoint()
+    assert port.commits == []
+    assert port.published_to(CHANGELOG) == []
+
+
+def test_run_commits_nothing_after_an_abandoned_checkpoint() -> None:
+    # the stopped checkpoint's snapshots were never acknowledged; the final checkpoint of
+    # run() must not commit the offsets they cover (their state would be lost)
+    port = FakePort()
+    for event in calm("a", 10) + calm("b", 10):
+        port.add_event(event)
+    service, _ = make_service(port, interval=0.0)
+    port.fail_next_publishes(10**9)
+    port.after_failed_publish = lambda failures: service.stop.set() if failures == 3 else None
+    service.run()
+    assert port.published_to(CHANGELOG) == []
+    assert port.commits == []
+
+
+def test_alerts_abandoned_at_stop_are_delivered_after_a_restart() -> None:
+    # stopping while the alerts of a batch are unacknowledged: the final checkpoint must not
+    # write state that includes that batch, or the replay skips it and the alerts are lost
+    port = FakePort()
+    for event in calm("a", 20) + calm("b", 20):
+        port.add_event(event)
+    port.add_event(spike("a", START + 100))
+    port.add_event(spike("b", START + 100))
+    service, _ = make_service(port, interval=0.0)
+    port.fail_next_publishes(3)  # the broker comes back right after the stop
+    port.after_failed_publish = lambda failures: service.stop.set() if failures == 3 else None
+    service.run()
+    assert port.published_to(ALERTS) == []
+    assert port.commits == []
+
+    port.restart()
+    again, metrics = make_service(port, interval=0.0)
+    drain(again)
+    subjects = sorted(json.loads(m.value or b"")["subject"] for m in port.published_to(ALERTS))
+    assert subjects == ["a", "b"]
+    assert value(metrics, "alerting_events_skipped_total") == 0
+
+
+# -- what snapshots hold ------------------------------------------------------------------
+
+
+def test_snapshots_go_to_the_source_partition_keyed_by_entity_and_only_when_changed() -> None:
+    port = FakePort()
+    for event in calm("a", 4):
+        port.add_event(event, partition=1)
+    for event in calm("b", 3):
+        port.add_event(event, partition=0)
+    service, metrics = make_service(port, interval=NEVER)
+    service.run_once()
+    assert service.checkpoint()
+    first = port.published_to(CHANGELOG)
+    assert sorted((m.key, m.partition) for m in first) == [(b"a", 1), (b"b", 0)]
+    for message in first:
+        head = header(message)
+        assert head["partition"] == message.partition
+        assert head["next_offset"] == {b"a": 4, b"b": 3}[message.key or b""]
+        assert message.value is not None
+    assert port.published_to(CHANGELOG, 1) == [m for m in first if m.key == b"a"]
+    assert value(metrics, "alerting_snapshots_total") == 2
+    assert value(metrics, "alerting_snapshot_bytes_total") == sum(
+        len(m.value or b"") for m in first
+    )
+
+    assert service.checkpoint()  # nothing changed: nothing written, nothing to commit
+    assert len(port.published_to(CHANGELOG)) == 2
+    assert len(port.commits) == 1
+
+    port.add_event(Metric(entity="a", values={"load": 1.0}, time=START + 10), partition=1)
+    service.run_once()
+    assert service.checkpoint()
+    second = port.published_to(CHANGELOG)[2:]
+    assert [(m.key, m.partition) for m in second] == [(b"a", 1)]
+    assert header(second[0])["next_offset"] == 5
+    assert port.committed == {(DEFAULT_TOPIC, 0): 3, (DEFAULT_TOPIC, 1): 5}
+
+
+def test_without_a_changelog_topic_only_offsets_are_committed() -> None:
+    port = stream_port(5, n=30)
+    service, _ = make_service(port, changelog=None)
+    drain(service)
+    assert port.published_to(CHANGELOG) == []
+    assert {topic for name, topic, _ in port.history if name == "publish"} <= {ALERTS, DLQ}
+    assert port.commits
+
+
+# -- rebalances ---------------------------------------------------------------------------
+
+
+def warm_two_partitions() -> FakePort:
+    port = FakePort()
+    for a, b, c, d in zip(calm("a", 12), calm("b", 12), calm("c", 12), calm("d", 12), strict=True):
+        port.add_event(a, partition=0)
+        port.add_event(b, partition=1)
+        port.add_event(c, partition=0)
+        port.add_event(d, partition=1)
+    return port
+
+
+def test_revocation_checkpoints_before_dropping_the_partitions_state() -> None:
+    port = warm_two_partitions()
+    processor = make_processor()
+    service, metrics = make_service(port, processor, interval=NEVER)
+    service.run_once()
+    assert port.commits == []  # processed, not yet checkpointed
+    assert processor.live_models == 4
+
+    port.rebalance(revoked={0, 1}, assigned={0})
+    port.add_event(spike("a", START + 50), partition=0)
+    port.add_event(spike("b", START + 50), partition=1)  # no longer ours
+    mark = len(port.history)
+    assert service.run_once() == 1
+
+    tail = port.history[mark:]
+    names = [name for name, _, _ in tail]
+    assert names[0] == "revoked"
+    commit = names.index("commit")
+    assert set(names[1:commit]) == {"publish"}
+    assert {tail[i][1] for i in range(1, commit)} == {CHANGELOG}
+    assert sorted(tail[i][2].key for i in range(1, commit)) == [b"a", b"b", b"c", b"d"]  # type: ignore[union-attr]
+    assert tail[commit][2] == {(DEFAULT_TOPIC, 0): 24, (DEFAULT_TOPIC, 1): 24}
+    assert names[commit + 1 : commit + 3] == ["assigned", "read"]
+    assert tail[commit + 2][1:] == (CHANGELOG, {0})
+    assert names[commit + 3] == "poll"
+    # partition 1's entities are gone, partition 0's came back from the changelog
+    assert sorted(e for e, _ in processor.store) == ["a"]
+    assert processor.store.cold.get("b") is None and processor.store.cold.get("d") is None
+    assert processor.store.cold.get("c") is not None
+    assert processor.store.get("a", 0, 0.0).seen == 13
+    # the spike was scored by the restored, warmed-up model
+    assert [json.loads(m.value or b"")["subject"] for m in port.published_to(ALERTS)] == ["a"]
+    assert value(metrics, "alerting_restore_records_total") == len(port.published_to(CHANGELOG, 0))
+    assert value(metrics, "alerting_restore_records_total") == 2
+    assert value(metrics, "alerting_restore_seconds_count") == 1
+    assert value(metrics, "alerting_restore_remaining_records") == 0
+    assert value(metrics, "alerting_entities_warming_up") == 0
+
+
+def test_a_new_member_restores_before_processing_its_first_records() -> None:
+    port = warm_two_partitions()
+    first, _ = make_service(port, interval=NEVER)
+    first.run_once()
+    assert first.checkpoint()
+    # another process takes over both partitions; the input goes on with two spikes
+    port.add_event(spike("a", START + 50), partition=0)
+    port.add_event(spike("d", START + 50), partition=1)
+    port.restart()
+    processor = make_processor()
+    second, metrics = make_service(port, processor, interval=NEVER)
+    mark = len(port.history)
+    assert second.run_once() == 2
+    names = [name for name, _, _ in port.history[mark:]]
+    assert names[:3] == ["assigned", "read", "poll"]
+    assert processor.store.loaded == 2  # a and d, from the changelog, not fresh
+    assert processor.store.created == 0
+    subjects = sorted(json.loads(m.value or b"")["subject"] for m in port.published_to(ALERTS))
+    assert subjects == ["a", "d"]
+    assert value(metrics, "alerting_restore_records_total") == 4
+    assert value(metrics, "alerting_restore_seconds_count") == 1
+    assert value(metrics, "alerting_events_skipped_total") == 0
+
+
+def test_a_refused_changelog_state_starts_fresh_and_is_counted() -> None:
+    port = warm_two_partitions()
+    first, _ = make_service(port, interval=NEVER)
+    first.run_once()
+    assert first.checkpoint()
+    port.restart()
+    processor = make_processor(window=32)  # another configuration
+    second, metrics = make_service(port, processor, interval=NEVER)
+    port.add_event(Metric(entity="a", values={"load": 1.0}, time=START + 50), partition=0)
+    assert second.run_once() == 1
+    assert value(metrics, "alerting_restore_records_total") == 4
+    assert value(metrics, "alerting_snapshots_refused_total", reason="config_mismatch") == 4
+    assert processor.store.get("a", 0, 0.0).seen == 1
+
+
+# -- crashes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seed", "interval", "every", "max_entities", "idle_ttl_s"),
+    [
+        (1, 0.0, 0, 1000, None),
+        (2, 0.0, 0, 3, 15.0),
+        (3, NEVER, 2, 1000, None),
+        (4, NEVER, 3, 2, None),
+        (5, 0.0, 0, 4, 10.0),
+        (6, NEVER, 4, 3, 20.0),
+    ],
+)
+def test_crashes_at_random_points_give_the_alerts_of_an_uninterrupted_run(
+    seed: int, interval: float, every: int, max_entities: int, idle_ttl_s: float | None
+) -> None:
+    skipped: list[float] = []
+
+    def build(port: FakePort) -> tuple[Service, Processor]:
+        processor = make_processor(max_entities=max_entities, idle_ttl_s=idle_ttl_s)
+        service, metrics = make_service(port, processor, interval, max_batch_records=9)
+        skipped.append(0.0)
+        service.run_once = counting(service.run_once, metrics, skipped)  # type: ignore[method-assign]
+        return service, processor
+
+    expected_port = stream_port(seed)
+    entities = {e for r in expected_port.records if (e := entity_of(r)) is not None}
+    service, expected_processor = build(expected_port)
+    drain(service, every)
+    service.checkpoint()
+    expected = {}
+    for message in expected_port.published_to(ALERTS):
+        alert = json.loads(message.value or b"")
+        assert alert["id"] not in expected, "an uninterrupted run publishes each alert once"
+        expected[alert["id"]] = message.value
+    assert len(expected) >= 3
+
+    operations = sum(name in ("publish", "commit") for name, _ in expected_port.calls)
+    snapshot_calls = len(expected_port.commits)  # each commit follows one snapshot publish
+    rng = random.Random(seed)
+    port = stream_port(seed)
+    crashes = 0
+    for _ in range(6):
+        port.restart()
+        service, _ = build(port)
+        if rng.random() < 0.5:
+            port.crash_after(rng.randint(1, operations // 4))
+        else:  # between a checkpoint's snapshots and its commit
+            port.crash_after(rng.randint(1, snapshot_calls // 4), topic=CHANGELOG)
+        try:
+            drain(service, every)
+        except Crash:
+            crashes += 1  # the process is gone: no final checkpoint, no close
+    port.crash_after(None)
+    port.restart()
+    service, processor = build(port)
+    drain(service, every)
+    service.checkpoint()
+
+    assert crashes >= 4
+    assert sum(skipped) > 0, "some crash fell between a snapshot and its commit"
+    published = [m.value for m in port.published_to(ALERTS)]
+    ids = [json.loads(v or b"")["id"] for v in published]
+    assert set(ids) == set(expected)
+    for alert_id, message in zip(ids, published, strict=True):
+        assert message == expected[alert_id]  # a repeat is the very same alert
+    # nothing was learned twice (or missed): the states end where the uninterrupted ones do
+    assert seen_of(processor, entities) == seen_of(expected_processor, entities)
+    assert port.committed == expected_port.committed
+
+
+def counting(
+    run_once: Callable[[], int], metrics: Metrics, skipped: list[float]
+) -> Callable[[], int]:
+    """``run_once`` that keeps the last entry of ``skipped`` at the service's skip count."""
+
+    def wrapped() -> int:
+        try:
+            return run_once()
+        finally:
+            skipped[-1] = value(metrics, "alerting_events_skipped_total")
+
+    return wrapped
+
+
+def test_replayed_events_a_snapshot_already_includes_are_skipped_and_counted() -> None:
+    port = stream_port(7, n=80)
+    first, _ = make_service(port, interval=NEVER, max_batch_records=30)
+    first.run_once()
+    assert first.checkpoint()
+    committed = dict(port.committed)
+    first.run_once()
+    second_batch = [r for r in port.records if r.offset >= committed[(r.topic, r.partition)]][:30]
+    valid = [r for r in second_batch if entity_of(r) is not None]
+    port.crash_after(1)
+    with pytest.raises(Crash):
+        first.checkpoint()  # the snapshots are acknowledged, then the process dies
+    assert port.committed == committed
+
+    port.restart()
+    processor = make_processor()
+    again, metrics = make_service(port, processor, interval=NEVER, max_batch_records=1000)
+    drain(again)
+    assert value(metrics, "alerting_events_skipped_total") == len(valid)
+    consumed = 80 - sum(committed.values())
+    assert value(metrics, "alerting_events_consumed_total") == consumed
+    assert value(metrics, "alerting_events_processed_total", kind="metric") == sum(
+        entity_of(r) is not None for r in port.records
+        if r.offset >= committed[(r.topic, r.partition)]
+    ) - len(valid)  # fmt: skip
+
+    reference_port = stream_port(7, n=80)
+    reference, _ = make_service(reference_port, (expected := make_processor()), interval=NEVER)
+    drain(reference)
+    entities = {e for r in port.records if (e := entity_of(r)) is not None}
+    assert seen_of(processor, entities) == seen_of(expected, entities)
+
+
+def test_the_fake_rewinds_to_the_committed_offsets_per_partition() -> None:
+    # the crash tests rely on it: each partition resumes at its own committed offset
+    port = FakePort()
+    for i in range(6):
+        port.add_raw(b"x", partition=i % 2)
+    assert [(r.partition, r.offset) for r in port.poll(4, 0)] == [(0, 0), (1, 0), (0, 1), (1, 1)]
+    port.commit({(DEFAULT_TOPIC, 0): 1, (DEFAULT_TOPIC, 1): 2})
+    port.restart()
+    calls: list[set[int]] = []
+    port.on_rebalance(calls.append, lambda p: None)
+    batch = port.poll(10, 0)
+    assert calls == [{0, 1}]
+    assert [(r.partition, r.offset) for r in batch] == [(0, 1), (0, 2), (1, 2)]
+    assert port.lag() == {0: 0, 1: 0}
