@@ -148,9 +148,11 @@ class SnapshotCodec:
             raise SnapshotRefused("not_a_snapshot", "missing the ALST magic bytes")
         (length,) = _LEN.unpack_from(blob, 4)
         try:
-            header: dict[str, Any] = json.loads(blob[8 : 8 + length])
+            header = json.loads(blob[8 : 8 + length])
         except ValueError as exc:
             raise SnapshotRefused("corrupt", f"unreadable header: {exc}") from None
+        if not isinstance(header, dict):
+            raise SnapshotRefused("corrupt", f"the header is a {type(header).__name__}")
         return header
 
     def check(self, blob: bytes) -> dict[str, Any]:
@@ -384,6 +386,7 @@ class EntityStore:
                     entity,
                     refused,
                 )
+            self.cold.delete(entity)  # an older snapshot would be behind the committed offset
             return False
         self.cold.put(entity, partition, blob)
         return True

@@ -70,6 +70,9 @@ class Service:
         self.stop = threading.Event()
         self.batches = 0
         self._pending: dict[tuple[str, int], int] = {}  # processed, not yet committed
+        # set when output was left unacknowledged at stop: from then on nothing may be
+        # snapshotted or committed, or the restart would skip events whose alerts were lost
+        self._abandoned = False
         self._last_checkpoint = time.monotonic()
         register = getattr(port, "on_rebalance", None)
         if register is not None:
@@ -111,7 +114,8 @@ class Service:
         if outgoing:
             published = time.perf_counter()
             if not self._publish(outgoing):
-                return len(records)  # stopping with unacknowledged output: commit nothing
+                self._abandoned = True  # stopping with unacknowledged output: commit nothing
+                return len(records)
             m.publish_seconds.observe(time.perf_counter() - published)
             acked = self.clock()
             for record_ms, alert_type, severity in alert_times:
@@ -128,6 +132,8 @@ class Service:
 
     def checkpoint(self) -> bool:
         """Snapshot changed entities to the changelog, then commit; False if stopped first."""
+        if self._abandoned:
+            return False
         self._last_checkpoint = time.monotonic()
         started = time.perf_counter()
         topic = self.config.changelog_topic
@@ -139,6 +145,7 @@ class Service:
             ]
             if snapshots:
                 if not self._publish(snapshots):
+                    self._abandoned = True
                     return False
                 self.metrics.snapshots.inc(len(snapshots))
                 self.metrics.snapshot_bytes.inc(sum(len(s.value or b"") for s in snapshots))

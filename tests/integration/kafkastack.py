@@ -87,12 +87,10 @@ class Stack:
     def create_topics(self) -> None:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
         try:
-            admin.create_topics(
-                [
-                    NewTopic(t, self.partitions, 1)
-                    for t in (self.events, self.alerts, self.dead_letters)
-                ]
-            )
+            existing = set(admin.list_topics())
+            wanted = [t for t in (self.events, self.alerts, self.dead_letters) if t not in existing]
+            if wanted:
+                admin.create_topics([NewTopic(t, self.partitions, 1) for t in wanted])
         finally:
             admin.close()
 

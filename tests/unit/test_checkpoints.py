@@ -154,52 +154,52 @@ def test_each_checkpoint_orders_outputs_then_snapshots_then_commit(
     seed: int, interval: float, every: int
 ) -> None:
     port = stream_port(seed)
-    service, _ = make_service(
-        port, make_processor(max_entities=3, idle_ttl_s=10.0), interval, max_batch_records=11
-    )
+    processor = make_processor(max_entities=3, idle_ttl_s=10.0)  # evictions between checkpoints
+    service, _ = make_service(port, processor, interval, max_batch_records=11)
     drain(service, every)
     service.checkpoint()
-    history = port.history
-    commits = [i for i, (name, _, _) in enumerate(history) if name == "commit"]
-    assert commits
     assert port.published_to(ALERTS) and port.published_to(DLQ)
-    output_at = {source_of(m): i for i, (n, _, m) in enumerate(history)
-                 if n == "publish" and m.topic in (ALERTS, DLQ)}  # fmt: skip
+    entity = {(r.partition, r.offset): entity_of(r) for r in port.records}
+    acknowledged: set[tuple[int, int]] = set()  # sources whose alerts/dead letters are out
     covered: dict[tuple[str, int], int] = {}
-    previous = -1
-    for at in commits:
-        segment = range(previous + 1, at)
-        snapshots_at = [i for i in segment
-                        if history[i][0] == "publish" and history[i][1] == CHANGELOG]  # fmt: skip
-        first_snapshot = snapshots_at[0] if snapshots_at else at
-        before = dict(covered)
-        covered.update(history[at][2])  # type: ignore[arg-type]
-        newly = [r for r in port.records
-                 if before.get((r.topic, r.partition), 0) <= r.offset
-                 < covered.get((r.topic, r.partition), 0)]  # fmt: skip
-        # every alert and dead letter of the covered records was acknowledged first
-        for source, i in output_at.items():
-            if any((r.partition, r.offset) == source for r in newly):
-                assert i < first_snapshot, f"output of {source} after the snapshots"
-        assert all(
-            history[i][1] == CHANGELOG for i in segment[segment.index(first_snapshot) :]
-            if history[i][0] == "publish"
-        ) if snapshots_at else True  # fmt: skip
-        # the snapshots are exactly the entities changed by the covered records, once each
-        keys = [history[i][2].key.decode() for i in snapshots_at]  # type: ignore[union-attr]
-        assert len(keys) == len(set(keys))
-        assert set(keys) == {e for r in newly if (e := entity_of(r)) is not None}
-        # and the latest snapshot of each entity includes its last covered record
-        for record in newly:
-            entity = entity_of(record)
-            if entity is None:
-                continue
-            latest = max(i for i in snapshots_at if history[i][2].key == entity.encode())  # type: ignore[union-attr]
-            last = max(r.offset for r in newly if entity_of(r) == entity)
-            assert header(history[latest][2])["next_offset"] == last + 1  # type: ignore[arg-type]
-        previous = at
-    assert covered == {(DEFAULT_TOPIC, p): len([r for r in port.records if r.partition == p])
-                       for p in (0, 1)}  # fmt: skip
+    segment: list[Outgoing] = []  # what was published since the previous commit
+    checkpoints = 0
+    for name, _, detail in port.history:
+        if name == "publish":
+            assert isinstance(detail, Outgoing)
+            segment.append(detail)
+            continue
+        if name != "commit":
+            continue
+        assert isinstance(detail, dict)
+        checkpoints += 1
+        topics = [m.topic for m in segment]
+        first = topics.index(CHANGELOG) if CHANGELOG in topics else len(topics)
+        assert set(topics[first:]) <= {CHANGELOG}, "output published after the snapshots"
+        acknowledged |= {source_of(m) for m in segment[:first]}
+        snapshots = segment[first:]
+        newly = [(p, o) for (t, p), end in detail.items()
+                 for o in range(covered.get((t, p), 0), end)]  # fmt: skip
+        covered.update(detail)
+        # the covered records' alerts and dead letters were acknowledged before the snapshots
+        outputs = {source_of(m) for m in port.published_to(ALERTS) + port.published_to(DLQ)}
+        assert {n for n in newly if n in outputs} <= acknowledged
+        # the snapshots are the entities the covered records changed, once each, and each
+        # includes its entity's last covered record
+        keys = [m.key.decode() for m in snapshots if m.key]
+        assert len(keys) == len(set(keys)) == len(snapshots)
+        changed = {entity[n] for n in newly if entity[n] is not None}
+        assert set(keys) == changed
+        for message in snapshots:
+            last = max(o for p, o in newly if entity[(p, o)] == (message.key or b"").decode())
+            assert header(message)["next_offset"] == last + 1
+            assert header(message)["partition"] == message.partition
+        segment = []
+    assert checkpoints > 3
+    assert segment == []
+    assert covered == {
+        (DEFAULT_TOPIC, p): sum(r.partition == p for r in port.records) for p in (0, 1)
+    }
 
 
 def test_a_failing_changelog_publish_is_retried_and_nothing_is_committed_until_it_succeeds() -> (

@@ -1,0 +1,159 @@
+"""State that survives: SIGKILL at several points, and a second process taking over.
+
+The bar: with a deterministic detector and a fixed input, the set of alert ids of an
+interrupted run equals the set of an uninterrupted one (duplicates only as repeats of
+the same id). The runs read the same events topic, each with its own consumer group,
+alerts topic and changelog.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from typing import Any
+
+import pytest
+from kafkastack import Stack, metrics_port, scrape, stop
+
+COUNT = 24_000
+
+
+def _run_env(stack: Stack, name: str) -> dict[str, str]:
+    return {
+        "ALERTING__SERVICE__GROUP_ID": f"{stack.group}-{name}",
+        "ALERTING__TOPICS__ALERTS": f"{stack.alerts}-{name}",
+        "ALERTING__TOPICS__CHANGELOG": f"{stack.events}.{name}.state",
+        "ALERTING__SERVICE__MAX_BATCH_RECORDS": "500",
+    }
+
+
+def _committed(stack: Stack, name: str) -> int:
+    group = stack.group
+    stack.group = f"{group}-{name}"
+    try:
+        return sum(stack.committed().values())
+    finally:
+        stack.group = group
+
+
+def _alert_ids(stack: Stack, name: str) -> list[str]:
+    return [json.loads(r.value)["id"] for r in stack.read_all(f"{stack.alerts}-{name}")]
+
+
+def _run_to_end(stack: Stack, name: str, log_name: str) -> subprocess.Popen[str]:
+    service = stack.start("run", log_name=log_name, **_run_env(stack, name))
+    stack.wait_for(lambda: _committed(stack, name) == COUNT, 180, f"{name}: all committed")
+    return service
+
+
+REPLAY = ("replay", "--synthetic", "--count", str(COUNT), "--seed", "21", "--symbols", "12",
+          "--anomaly-rate", "0.003", "--no-progress")  # fmt: skip
+
+
+@pytest.fixture
+def replayed(stack: Stack) -> Stack:
+    stack.create_topics()
+    replay = stack.cli(*REPLAY, "--fast")
+    assert replay.returncode == 0, replay.stderr
+    return stack
+
+
+def _live_replay(stack: Stack) -> subprocess.Popen[str]:
+    """The same events, published in event time at 3,000/s (8 s), so kills land mid-stream."""
+    stack.create_topics()
+    return stack.start(*REPLAY, "--events-per-second", "3000", log_name="replay")
+
+
+def _reference(stack: Stack) -> set[str]:
+    service = _run_to_end(stack, "reference", "reference")
+    assert stop(service) == 0, stack.log("reference")
+    ids = _alert_ids(stack, "reference")
+    assert len(ids) >= 20, "the stream must alert enough for the comparison to mean much"
+    assert len(set(ids)) == len(ids), "an uninterrupted run publishes each alert once"
+    return set(ids)
+
+
+def test_sigkill_at_several_points_gives_the_same_alert_ids(stack: Stack) -> None:
+    replay = _live_replay(stack)
+    name = "killed"
+    try:
+        for i in range(3):
+            before = _committed(stack, name)
+            service = stack.start("run", log_name=f"{name}{i}", **_run_env(stack, name))
+            try:
+                stack.wait_for(
+                    lambda b=before: _committed(stack, name) > b, 120, f"run {i} to progress"
+                )
+            finally:
+                service.send_signal(signal.SIGKILL)
+                service.wait(timeout=10)
+            assert _committed(stack, name) < COUNT, f"kill {i} must land mid-stream"
+        assert replay.wait(timeout=120) == 0, stack.log("replay")
+    finally:
+        stop(replay)
+    last = _run_to_end(stack, name, f"{name}-last")
+    stack.wait_for(lambda: "entity states" in stack.log(f"{name}-last"), 30, "the restore")
+    port = metrics_port(stack.log(f"{name}-last"))
+    assert port is not None
+    exposition = scrape(port)
+    assert stop(last) == 0, stack.log(f"{name}-last")
+    reference = _reference(stack)
+
+    ids = _alert_ids(stack, name)
+    assert set(ids) == reference, (
+        f"missing {len(reference - set(ids))}, new {len(set(ids) - reference)}"
+    )
+    assert "alerting_restore_records_total" in exposition
+    restored = _sample(exposition, "alerting_restore_records_total")
+    assert restored > 0, "the last run must have restored state from the changelog"
+
+
+def test_a_second_process_takes_over_and_the_alerts_are_the_same(stack: Stack) -> None:
+    name = "pair"
+    first = stack.start("run", log_name="first", **_run_env(stack, name))
+    second = stack.start("run", log_name="second", **_run_env(stack, name))
+    replay: subprocess.Popen[str] | None = None
+    try:
+        stack.wait_for(
+            lambda: _assigned(stack.log("first")) and _assigned(stack.log("second")),
+            60,
+            "both processes to get partitions",
+        )
+        replay = _live_replay(stack)
+        stack.wait_for(lambda: _committed(stack, name) >= COUNT * 0.3, 180, "progress")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        assert _committed(stack, name) < COUNT, "the kill must land mid-stream"
+        assert replay.wait(timeout=120) == 0, stack.log("replay")
+        stack.wait_for(lambda: _committed(stack, name) == COUNT, 180, "the survivor finishes")
+    finally:
+        if first.poll() is None:
+            first.kill()
+        if replay is not None:
+            stop(replay)
+        assert stop(second) == 0, stack.log("second")
+
+    survivor = stack.log("second")
+    assert _assigned(survivor, all_four=True), "the survivor took every partition"
+    restores = [line for line in survivor.splitlines() if "entity states" in line]
+    assert any(" 0 entity states" not in line for line in restores[1:]), survivor
+    reference = _reference(stack)
+    ids = _alert_ids(stack, name)
+    assert set(ids) == reference, (
+        f"missing {len(reference - set(ids))}, new {len(set(ids) - reference)}"
+    )
+
+
+def _assigned(log: str, all_four: bool = False) -> bool:
+    lines = [line for line in log.splitlines() if "partitions assigned: [" in line]
+    if all_four:
+        return any("[0, 1, 2, 3]" in line for line in lines)
+    return any("partitions assigned: []" not in line for line in lines)
+
+
+def _sample(exposition: str, name: str) -> Any:
+    for line in exposition.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} missing")
