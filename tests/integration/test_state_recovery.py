@@ -157,3 +157,73 @@ def _sample(exposition: str, name: str) -> Any:
         if line.startswith(name + " "):
             return float(line.split()[1])
     raise AssertionError(f"{name} missing")
+
+
+def test_state_from_another_detector_configuration_is_refused_not_fatal(stack: Stack) -> None:
+    stack.create_topics()
+    replay = stack.cli(*REPLAY[:3], "3000", *REPLAY[4:], "--fast")
+    assert replay.returncode == 0, replay.stderr
+    name = "reconfigured"
+    first = stack.start("run", log_name="first", **_run_env(stack, name))
+    stack.wait_for(lambda: _committed(stack, name) == 3000, 120, "the first run")
+    assert stop(first) == 0
+    # same changelog, another configuration: its snapshots must be refused, not crash
+    more = stack.cli(*REPLAY[:3], "3000", "--seed", "22", *REPLAY[6:], "--fast")
+    assert more.returncode == 0, more.stderr
+    env = {**_run_env(stack, name), "ALERTING__DETECTOR__PARAMS": '{"window": 64}',
+           "ALERTING__DETECTOR__NAME": "zscore"}  # fmt: skip
+    second = stack.start("run", log_name="second", **env)
+    stack.wait_for(lambda: _committed(stack, name) == 6000, 120, "the second run")
+    port = metrics_port(stack.log("second"))
+    assert port is not None
+    exposition = scrape(port)
+    assert stop(second) == 0, stack.log("second")
+    log = stack.log("second")
+    assert "refused" in log and "config_mismatch" in log, log
+    assert "Traceback" not in log
+    assert 'alerting_snapshots_refused_total{reason="config_mismatch"}' in exposition
+
+
+def test_same_alerts_byte_for_byte_in_real_time_and_100x_faster(stack: Stack) -> None:
+    streams = {}
+    for name, pace in (("realtime", ("--speed", "1")), ("fast", ("--speed", "100"))):
+        events = f"{stack.events}-{name}"
+        env = {**_run_env(stack, name), "ALERTING__TOPICS__EVENTS": events}
+        service = stack.start("run", log_name=name, **env)
+        replay = stack.start(
+            *REPLAY[:3],
+            "2400",
+            *REPLAY[4:],
+            "--events-per-second",
+            "300",
+            *pace,
+            log_name=f"replay-{name}",
+            ALERTING__TOPICS__EVENTS=events,
+        )
+        try:
+            assert replay.wait(timeout=120) == 0, stack.log(f"replay-{name}")
+            group = stack.group
+            stack.group, stack.events = f"{group}-{name}", events
+            try:
+                stack.wait_for(lambda: sum(stack.committed().values()) == 2400, 120, name)
+            finally:
+                stack.group, stack.events = group, events.rsplit("-", 1)[0]
+        finally:
+            assert stop(service) == 0, stack.log(name)
+        records = stack.read_all(f"{stack.alerts}-{name}")
+        by_partition: dict[int, list[bytes]] = {}
+        for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+            by_partition.setdefault(record.partition, []).append(record.value)
+        streams[name] = by_partition
+    assert streams["realtime"], "the stream must alert"
+
+    # alert ids name the source topic; everything else must be identical byte for byte
+    def strip(value: bytes) -> bytes:
+        alert = json.loads(value)
+        alert.pop("id")
+        alert["data"]["source"].pop("topic")
+        return json.dumps(alert, sort_keys=True).encode()
+
+    assert {p: [strip(v) for v in vs] for p, vs in streams["realtime"].items()} == {
+        p: [strip(v) for v in vs] for p, vs in streams["fast"].items()
+    }
