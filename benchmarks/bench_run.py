@@ -40,7 +40,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--symbols", type=int, default=50)
+    parser.add_argument("--detector", help="registered detector (default: the settings')")
     args = parser.parse_args()
+    if args.detector:
+        os.environ["ALERTING__DETECTOR__NAME"] = args.detector
     n = args.events
 
     payloads = [
@@ -58,7 +61,7 @@ def main() -> None:
 
     with EmbeddedBroker() as broker:
         topic = f"bench-{uuid.uuid4().hex[:6]}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTING")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ALERTING__KAFKA")}
         port = free_port()
         env.update(
             {
@@ -133,6 +136,7 @@ def main() -> None:
             service.terminate()
             service.wait(timeout=30)
 
+    print(f"detector                       {processor.model_version}")
     print(f"events                         {n}")
     print(f"processor only (decode+score)  {pure:10,.0f} events/s")
     print(f"bare kafka-python consumer     {bare:10,.0f} events/s")
