@@ -16,6 +16,8 @@ from consumers.port import DeliveryError, InputRecord, Outgoing
 
 log = logging.getLogger(__name__)
 
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
 
 def producer_for(settings: Settings, **extra: Any) -> KafkaProducer:
     k = settings.kafka
@@ -25,6 +27,9 @@ def producer_for(settings: Settings, **extra: Any) -> KafkaProducer:
         linger_ms=k.producer_linger_ms,
         retries=5,
         max_in_flight_requests_per_connection=5,
+        # a snapshot of a large model can pass the 1 MB default; the changelog topic is
+        # created with a matching max.message.bytes
+        max_request_size=MAX_MESSAGE_BYTES,
         **extra,
     )
 

@@ -13,6 +13,9 @@ from alerting.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# compacted, and room for snapshots of large models (the producer allows as much)
+_CHANGELOG_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(16 * 1024 * 1024)}
+
 
 def ensure_topics(settings: Settings, names: list[str] | None = None) -> None:
     """Create missing topics (default: events, alerts, dead letters, changelog).
@@ -41,9 +44,7 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> None:
                             name,
                             partitions if name == t.changelog else t.partitions,
                             t.replication_factor,
-                            topic_configs={"cleanup.policy": "compact"}
-                            if name == t.changelog
-                            else {},
+                            topic_configs=_CHANGELOG_CONFIG if name == t.changelog else {},
                         )
                         for name in missing
                     ]
