@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-unit test-integration test-slow lint typecheck bench clean
+.PHONY: help venv system-deps demo test test-unit test-integration test-slow lint typecheck bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -18,16 +18,33 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install the project with its dev tools
 
+# Prometheus and promtool check deploy/prometheus and run the dashboard's queries in the
+# tests. Installed as root with apt-get (Debian package `prometheus`); the tests start
+# their own Prometheus on a free port and never use a system service it may enable.
+system-deps: ## install prometheus and promtool (Debian package prometheus) if missing
+	@if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then \
+		exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing the Debian package prometheus (prometheus, promtool) for the tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y prometheus || { apt-get update && apt-get install -y prometheus; }; \
+	else \
+		echo "make: prometheus and promtool are needed by the tests and are missing;" \
+			"install them, e.g. 'sudo apt-get install prometheus' (Debian/Ubuntu)," \
+			"or put Prometheus 2.x's prometheus and promtool on PATH" >&2; \
+		exit 1; \
+	fi
+
 demo: $(STAMP) ## embedded broker + service + synthetic market; alerts printed live (Ctrl+C stops)
 	$(BIN)/alerting demo $(ARGS)
 
-test: $(STAMP) ## unit and integration tests (integration uses a real Kafka-protocol broker)
+test: $(STAMP) system-deps ## unit and integration tests (integration uses a real Kafka-protocol broker)
 	$(BIN)/pytest -q
 
-test-unit: $(STAMP) ## unit tests only (no broker)
+test-unit: $(STAMP) system-deps ## unit tests only (no broker)
 	$(BIN)/pytest -q tests/unit
 
-test-integration: $(STAMP) ## integration tests only
+test-integration: $(STAMP) system-deps ## integration tests only
 	$(BIN)/pytest -q tests/integration
 
 test-slow: $(STAMP) ## slow suites (soak, long runs)
