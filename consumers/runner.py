@@ -20,6 +20,7 @@ Metrics are updated once per batch, not per event.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -159,6 +160,9 @@ class Service:
         # still the owner: make the state and offsets of everything processed durable
         self.checkpoint()
         self.processor.store.drop_partitions(partitions)
+        for partition in partitions:  # no stale lag for partitions another process now owns
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(str(partition))
         self._flush_counts()
 
     def _assigned(self, partitions: set[int]) -> None:

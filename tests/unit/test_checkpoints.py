@@ -548,3 +548,23 @@ def test_the_fake_rewinds_to_the_committed_offsets_per_partition() -> None:
     assert calls == [{0, 1}]
     assert [(r.partition, r.offset) for r in batch] == [(0, 1), (0, 2), (1, 2)]
     assert port.lag() == {0: 0, 1: 0}
+
+
+def test_lag_of_revoked_partitions_is_no_longer_exported() -> None:
+    port = FakePort()
+    for partition in (0, 1):
+        for i in range(3):
+            port.add_event(
+                Metric(entity=f"e{partition}", values={"v": 1.0}, time=START + i),
+                partition=partition,
+            )
+    service, metrics = make_service(port, max_batch_records=1)
+    service.run_once()
+    assert value(metrics, "alerting_consumer_lag_records", partition="1") is not None
+    port.rebalance(revoked={1})
+    service.run_once()
+    assert (
+        metrics.registry.get_sample_value("alerting_consumer_lag_records", {"partition": "1"})
+        is None
+    )
+    assert value(metrics, "alerting_consumer_lag_records", partition="0") is not None
