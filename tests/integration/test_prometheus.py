@@ -60,7 +60,10 @@ def prometheus_config(workdir: Path, target: str) -> Path:
     for pattern, replacement in (
         (r"(?m)^(\s+scrape_interval:) 15s$", r"\1 1s"),
         (r"(?m)^(\s+evaluation_interval:) 15s$", r"\1 1s"),
-        (r'targets: \["alerting:9464"\]', f'targets: ["{target}"]'),
+        (
+            r"dns_sd_configs:\n\s+- names: \[\"alerting\"\]\n\s+type: A\n\s+port: 9464",
+            f'static_configs:\n      - targets: ["{target}"]',
+        ),
     ):
         text, n = re.subn(pattern, replacement, text)
         assert n == 1, f"deploy/prometheus/prometheus.yml changed shape: {pattern}"
