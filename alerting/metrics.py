@@ -13,8 +13,13 @@ dashboard queries these names; renaming one means updating the dashboard and its
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import start_http_server
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from alerting import __version__
 
@@ -22,6 +27,49 @@ from alerting import __version__
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
+
+
+#: score ÷ threshold: 1 is at the threshold, whatever the detector's scale
+SCORE_RATIO_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.5, 2.0, 5.0, 10.0)
+
+
+class BulkHistogram(Collector):
+    """A histogram fed a whole batch at once (numpy), not one ``observe`` per event.
+
+    >>> r = CollectorRegistry()
+    >>> h = BulkHistogram("x_ratio", "Help.", (1.0, 2.0), registry=r)
+    >>> h.observe_many([0.5, 1.0, 1.5, 9.0])
+    >>> r.get_sample_value("x_ratio_bucket", {"le": "1.0"}), r.get_sample_value("x_ratio_count")
+    (2.0, 4.0)
+    """
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = np.asarray(buckets, dtype=float)
+        self.counts = np.zeros(len(buckets) + 1, dtype=np.int64)
+        self.total = 0.0
+        registry.register(self)
+
+    def observe_many(self, values: Sequence[float]) -> None:
+        if not values:
+            return
+        array = np.asarray(values, dtype=float)
+        array = array[np.isfinite(array)]
+        # le buckets: a value equal to a bound counts in that bound's bucket
+        slots = np.searchsorted(self.bounds, array, side="left")
+        self.counts += np.bincount(slots, minlength=len(self.counts))
+        self.total += float(array.sum())
+
+    def collect(self) -> Iterator[Metric]:
+        cumulative = np.cumsum(self.counts)
+        buckets = [(f"{b}", float(c)) for b, c in zip(self.bounds, cumulative, strict=False)]
+        buckets.append(("+Inf", float(cumulative[-1])))
+        yield HistogramMetricFamily(
+            self.name, self.documentation, buckets=buckets, sum_value=self.total
+        )
 
 
 class Metrics:
@@ -155,6 +203,20 @@ class Metrics:
         self.model_memory = Gauge(
             "alerting_model_memory_bytes",
             "Approximate memory of live models: live models × a per-model estimate made at start.",
+            registry=r,
+        )
+        self.score_ratio = BulkHistogram(
+            "alerting_score_ratio",
+            "Scores of entities past warm-up divided by the entity's threshold at the time "
+            "(1 = at the threshold), whatever the detector's scale.",
+            SCORE_RATIO_BUCKETS,
+            registry=r,
+        )
+        self.threshold = Gauge(
+            "alerting_threshold",
+            "Current thresholds over (a sample of up to 1,000) live entities past their "
+            "threshold's grace: min, median and max.",
+            ["stat"],
             registry=r,
         )
         self.consumer_lag = Gauge(

@@ -80,6 +80,8 @@ class Processor:
         self.processed: Counter[str] = Counter()
         self.suppressed: Counter[str] = Counter()
         self.skipped = 0
+        #: score ÷ threshold of each decided event since the last drain (a metric, per batch)
+        self.score_ratios: list[float] = []
         #: event time of the newest event processed so far (seconds since the epoch)
         self.newest_timestamp = 0.0
 
@@ -115,6 +117,20 @@ class Processor:
     def evictions(self) -> int:
         return self.store.evictions
 
+    def threshold_stats(self, sample: int = 1000) -> tuple[float, float, float] | None:
+        """(min, median, max) of the current thresholds of up to ``sample`` live entities."""
+        values = []
+        for _, state in self.store:
+            value = state.threshold.value()
+            if value != float("inf"):
+                values.append(value)
+            if len(values) >= sample:
+                break
+        if not values:
+            return None
+        values.sort()
+        return values[0], values[len(values) // 2], values[-1]
+
     def end_batch(self) -> None:
         """Per-batch housekeeping: move out entities idle past the TTL (event time)."""
         self.store.expire(self.newest_timestamp)
@@ -146,6 +162,7 @@ class Processor:
 
         threshold = state.threshold.value()
         flagged = score >= threshold
+        self.score_ratios.append(score / threshold if threshold > 0 else 0.0)
         state.threshold.update(score)
         severity = None
         if flagged:

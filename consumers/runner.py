@@ -154,6 +154,10 @@ class Service:
         if self._pending:
             self._commit(self._pending)
             self._pending = {}
+        stats = self.processor.threshold_stats()
+        if stats is not None:
+            for name, value in zip(("min", "p50", "max"), stats, strict=True):
+                self.metrics.threshold.labels(stat=name).set(value)
         return True
 
     def _revoked(self, partitions: set[int]) -> None:
@@ -284,6 +288,9 @@ class Service:
 
     def _flush_counts(self) -> None:
         proc, m = self.processor, self.metrics
+        if proc.score_ratios:
+            m.score_ratio.observe_many(proc.score_ratios)
+            proc.score_ratios.clear()
         if proc.skipped:
             m.events_skipped.inc(proc.skipped)
             proc.skipped = 0

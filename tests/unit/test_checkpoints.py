@@ -568,3 +568,16 @@ def test_lag_of_revoked_partitions_is_no_longer_exported() -> None:
         is None
     )
     assert value(metrics, "alerting_consumer_lag_records", partition="0") is not None
+
+
+def test_score_ratios_and_thresholds_are_exported_per_batch() -> None:
+    port = FakePort()
+    n = WARMUP + 7
+    for i in range(n):
+        port.add_event(Metric(entity="e", values={"v": 1.0 + (i % 3) * 0.1}, time=START + i))
+    service, metrics = make_service(port, max_batch_records=n)
+    service.run_once()
+    # one ratio per decided event: every event after the warm-up
+    assert value(metrics, "alerting_score_ratio_count") == n - WARMUP
+    assert value(metrics, "alerting_score_ratio_bucket", le="+Inf") == n - WARMUP
+    assert value(metrics, "alerting_threshold", stat="p50") == 6.0
