@@ -192,7 +192,15 @@ class Processor:
                 model_version=self.model_version,
                 features=x,
                 contributions=contributions,
-                summary=summarize(event, x, contributions, severity, score, threshold),
+                summary=summarize(
+                    event,
+                    x,
+                    contributions,
+                    severity,
+                    score,
+                    threshold,
+                    getattr(model, "score_unit", ""),
+                ),
                 source=source,
                 kind=event.kind,
             )
@@ -206,10 +214,11 @@ def summarize(
     severity: str,
     score: float,
     threshold: float,
+    unit: str = "",
 ) -> str:
     """One line a person can read in a notification."""
     top = sorted(contributions.items(), key=lambda kv: -abs(kv[1]))[:3]
-    reasons = ", ".join(f"{name} {features[name]:+.4g} ({z:+.1f}σ)" for name, z in top)
+    reasons = ", ".join(f"{name} {features[name]:+.4g} ({z:+.3g}{unit})" for name, z in top)
     if not reasons:
         reasons = ", ".join(f"{name} {value:+.4g}" for name, value in list(features.items())[:3])
         reasons = f"score {score:.3g} ≥ {threshold:.3g}: {reasons}"

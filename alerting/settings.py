@@ -159,7 +159,9 @@ class ServiceSettings(_Section):
 class DetectorSettings(_Section):
     """The per-entity detector."""
 
-    name: str = Field("zscore", description="Registered detector (see `alerting run --help`).")
+    name: str = Field(
+        "zscore", description="Registered detector: hst, oneclass_svm, gaussian, loda, sad, zscore."
+    )
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="Parameters of the detector, e.g. {window = 256} for zscore; "

@@ -55,11 +55,13 @@ def main() -> None:
             service={"group_id": f"bench-{tag}"},
         )
         ensure_topics(s)
-        producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers, linger_ms=20,
-                                 max_request_size=16 * 1024 * 1024)
+        producer = KafkaProducer(
+            bootstrap_servers=broker.bootstrap_servers,
+            linger_ms=20,
+            max_request_size=16 * 1024 * 1024,
+        )
         for entity, partition, blob in snapshots:
-            producer.send(s.topics.changelog, key=entity.encode(), value=blob,
-                          partition=partition)
+            producer.send(s.topics.changelog, key=entity.encode(), value=blob, partition=partition)
         producer.flush()
         producer.close()
 
@@ -80,12 +82,18 @@ def main() -> None:
         cold.close()
 
     print(f"detector                      {processor.model_version}")
-    print(f"entities                      {n} ({args.events_per_entity} events each, "
-          f"fed in {fed:.1f}s)")
-    print(f"snapshot size (compressed)    median {sizes[len(sizes) // 2]:,} B, "
-          f"max {sizes[-1]:,} B, total {sum(sizes) / 1e6:.1f} MB")
-    print(f"restore from the changelog    {count} records in {restore_s:.2f}s "
-          "(read + into the on-disk store)")
+    print(
+        f"entities                      {n} ({args.events_per_entity} events each, "
+        f"fed in {fed:.1f}s)"
+    )
+    print(
+        f"snapshot size (compressed)    median {sizes[len(sizes) // 2]:,} B, "
+        f"max {sizes[-1]:,} B, total {sum(sizes) / 1e6:.1f} MB"
+    )
+    print(
+        f"restore from the changelog    {count} records in {restore_s:.2f}s "
+        "(read + into the on-disk store)"
+    )
     print(f"load all back into memory     {load_s:.2f}s ({load_s / n * 1e3:.2f} ms per entity)")
 
 

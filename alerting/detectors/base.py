@@ -5,6 +5,19 @@ without changing anything; ``learn_one`` updates the state with it. The processo
 always scores first, then learns, and never knows which detector it runs. Per-entity
 detectors come from ``template.clone()``. Higher scores are more anomalous; a detector
 with too little history returns 0.0 (neutral).
+
+Explanations are optional: a detector that can say how much each feature contributed
+to a score also implements :class:`Explainer` (``explain_one``). The processor asks for
+one only when a detector has it (see :func:`explain`); River's models do not.
+
+>>> from alerting.detectors.zscore import RollingZScore
+>>> det = RollingZScore(window=8, min_history=2)
+>>> isinstance(det, Detector), isinstance(det, Explainer)
+(True, True)
+>>> for v in [1.0, 2.0, 1.0, 2.0]:
+...     det.learn_one({"v": v})
+>>> explain(det, {"v": 1.5})
+{'v': 0.0}
 """
 
 from __future__ import annotations
@@ -26,10 +39,6 @@ class Detector(Protocol):
         """Update the state with ``x``."""
         ...
 
-    def explain_one(self, x: dict[str, float]) -> dict[str, float]:
-        """Per-feature contribution to the score of ``x`` (called only for alerts)."""
-        ...
-
     def clone(self) -> Detector:
         """A fresh detector with the same parameters and no learned state."""
         ...
@@ -37,3 +46,19 @@ class Detector(Protocol):
     def params(self) -> dict[str, object]:
         """The constructor parameters, for the model version and snapshots."""
         ...
+
+
+@runtime_checkable
+class Explainer(Protocol):
+    """Optional: a detector that can attribute a score to the features."""
+
+    def explain_one(self, x: dict[str, float]) -> dict[str, float]:
+        """Per-feature contribution to the score of ``x`` (called only for alerts)."""
+        ...
+
+
+def explain(detector: Detector, x: dict[str, float]) -> dict[str, float]:
+    """``detector.explain_one(x)`` when the detector has it, else ``{}``."""
+    if isinstance(detector, Explainer):
+        return detector.explain_one(x)
+    return {}

@@ -86,6 +86,7 @@ class RollingZScore:
     """
 
     name = "zscore"
+    score_unit = "σ"
 
     def __init__(
         self,

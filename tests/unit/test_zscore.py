@@ -228,7 +228,7 @@ def test_implements_the_detector_protocol() -> None:
     det = RollingZScore()
     assert isinstance(det, Detector)
     assert det.name == "zscore"
-    assert REGISTRY["zscore"] is RollingZScore
+    assert REGISTRY["zscore"].factory is RollingZScore
 
 
 def test_build_returns_a_configured_template() -> None:

@@ -1,0 +1,246 @@
+"""Every registered detector through the same checks, as River's ``river/checks`` does.
+
+The suite is parametrized over :data:`alerting.detectors.REGISTRY`, so a new entry is
+checked without touching this file. Streams are deterministic: per-entity features of
+one symbol of the seeded synthetic market (trades and quotes, features arriving in
+pieces), and a seeded "stable" stream whose events all carry the same four features.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+import statistics
+from collections.abc import Iterable
+
+import pytest
+
+from alerting.detectors import (
+    REGISTRY,
+    Detector,
+    DetectorSpec,
+    build,
+    describe,
+    explain,
+    model_version,
+)
+from alerting.features import FeatureState, extract
+from producers.synthetic import SyntheticMarket
+
+SPECS = list(REGISTRY.values())
+IDS = [spec.name for spec in SPECS]
+
+
+def market_features(count: int, seed: int = 5) -> list[dict[str, float]]:
+    """Features of one symbol's trades and quotes, as the processor computes them."""
+    state = FeatureState()
+    market = SyntheticMarket(symbols=1, seed=seed, anomaly_rate=0.0)
+    return [extract(event, state) for event, _ in market.events(count)]
+
+
+def stable_stream(count: int, seed: int = 11) -> list[dict[str, float]]:
+    """Every event carries the same four features (different scales and shapes)."""
+    rng = random.Random(seed)
+    return [
+        {
+            "a": rng.gauss(0.0, 1.0),
+            "b": rng.gauss(100.0, 5.0),
+            "c": rng.expovariate(2.0),
+            "d": rng.uniform(-1.0, 1.0),
+        }
+        for _ in range(count)
+    ]
+
+
+MARKET = market_features(900)
+STABLE = stable_stream(900)
+
+
+def warmup(spec: DetectorSpec, det: Detector) -> int:
+    value = det.params()[spec.warmup_param]
+    assert isinstance(value, int), f"{spec.name}.{spec.warmup_param} is not an int"
+    return value
+
+
+def check_score(score: object) -> float:
+    assert isinstance(score, float), f"score {score!r} is not a float"
+    assert math.isfinite(score) and score >= 0.0, f"score {score!r} is not finite and >= 0"
+    return score
+
+
+def run(det: Detector, stream: Iterable[dict[str, float]]) -> list[float]:
+    """Score, then learn, each event (as the service does); the scores."""
+    scores = []
+    for x in stream:
+        scores.append(check_score(det.score_one(x)))
+        det.learn_one(x)
+    return scores
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_implements_the_protocol(spec: DetectorSpec) -> None:
+    det = build(spec.name)
+    assert isinstance(det, Detector)
+    assert det.name == spec.name
+    assert spec.warmup_param in det.params()
+    assert spec.default_threshold > 0 and math.isfinite(spec.default_threshold)
+    assert spec.description and "\n" not in spec.description
+    assert isinstance(explain(det, {"a": 1.0}), dict)  # explain_one is optional
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_scores_are_finite_non_negative_floats(spec: DetectorSpec) -> None:
+    det = build(spec.name)
+    run(det, MARKET)
+    for x in [{}, {"a": 0.0}, {"log_size": 1e300}, {"log_size": -1e300}, {"spread_bps": 0.0}]:
+        check_score(det.score_one(x))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+@pytest.mark.parametrize("cut", [3, 200, 600])
+def test_pickled_mid_stream_scores_the_rest_identically(spec: DetectorSpec, cut: int) -> None:
+    det = build(spec.name)
+    run(det, MARKET[:cut])
+    restored = pickle.loads(pickle.dumps(det))
+    assert run(restored, MARKET[cut:]) == run(det, MARKET[cut:])
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_same_parameters_and_stream_give_the_same_scores(spec: DetectorSpec) -> None:
+    first = run(build(spec.name), MARKET)
+    assert run(build(spec.name), MARKET) == first
+    assert any(score > 0 for score in first)
+    params = build(spec.name).params()
+    if "seed" in params:  # and the seed is really used
+        other = build(spec.name, {**params, "seed": int(str(params["seed"])) + 1})
+        assert run(other, MARKET) != first
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_clones_are_fresh_independent_and_equal_to_a_new_build(spec: DetectorSpec) -> None:
+    template = build(spec.name)
+    run(template, STABLE[:400])  # learned state must not leak into clones
+    one, two = template.clone(), template.clone()
+    assert type(one) is type(template) and one is not two
+    fresh = run(build(spec.name), MARKET)
+    assert run(one, MARKET) == fresh
+    # `two` saw nothing of what `one` learned: it scores the stable stream like a new build
+    assert run(two, STABLE) == run(build(spec.name), STABLE)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_neutral_during_the_documented_warmup(spec: DetectorSpec) -> None:
+    det = build(spec.name)
+    n = warmup(spec, det)
+    scores = run(det, STABLE[: n + 20])
+    assert scores[:n] == [0.0] * n, f"{spec.name} scored before {n} learned events"
+    assert any(score > 0 for score in scores[n:]), f"{spec.name} still neutral after {n}"
+    # features arriving in pieces (trades and quotes) never shorten the warm-up
+    assert run(build(spec.name), MARKET[:n]) == [0.0] * n
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_score_one_has_no_side_effects(spec: DetectorSpec) -> None:
+    scored_twice, scored_once = build(spec.name), build(spec.name)
+    for i, x in enumerate(MARKET[:500]):
+        before = pickle.dumps(scored_twice) if i % 25 == 0 else None
+        first = scored_twice.score_one(x)
+        # never-seen names, new at every step, so a lazily created entry shows each time
+        probes = [{}, {f"never_seen_{i}": 3.0}, {"log_size": 50.0, f"brand_new_{i}": -1.0}]
+        for probe in probes:
+            scored_twice.score_one(probe)
+        explain(scored_twice, x)
+        assert scored_twice.score_one(x) == first
+        if before is not None:
+            assert pickle.dumps(scored_twice) == before, f"{spec.name}.score_one changed state"
+        assert scored_once.score_one(x) == first
+        scored_twice.learn_one(x)
+        scored_once.learn_one(x)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_survives_missing_and_new_features(spec: DetectorSpec) -> None:
+    det = build(spec.name)
+    rng = random.Random(3)
+    for i, x in enumerate(STABLE[:700]):
+        x = dict(x)
+        if 200 <= i < 300:
+            del x["b"]  # a feature goes missing for a while
+        if i >= 400:
+            x["late"] = rng.gauss(5.0, 1.0)  # a feature appears after warm-up
+        if i % 97 == 0:
+            x = {}  # an event with no features at all
+        if i % 13 == 0:
+            x = {"only_once_" + str(i): 1.0}  # a feature that never comes back
+        check_score(det.score_one(x))
+        det.learn_one(x)
+    check_score(det.score_one({"late": 1e6}))
+    check_score(det.score_one({"a": 0.0}))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_an_endless_stream_of_new_feature_names_stays_bounded(spec: DetectorSpec) -> None:
+    det = build(spec.name)
+    run(det, STABLE[:300])
+    sizes = []
+    for i in range(600):
+        x = dict(STABLE[300 + i % 600])
+        x[f"metric_{i}"] = float(i % 7)
+        check_score(det.score_one(x))
+        det.learn_one(x)
+        if i in (299, 599):
+            sizes.append(len(pickle.dumps(det)))
+    assert sizes[1] <= sizes[0] * 1.1 + 1024, f"{spec.name} grows with new names: {sizes}"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_an_obvious_outlier_scores_above_typical_points_and_the_default_threshold(
+    spec: DetectorSpec,
+) -> None:
+    det = build(spec.name)
+    n = warmup(spec, det)
+    run(det, STABLE[: n + 300])
+    typical = [check_score(det.score_one(x)) for x in stable_stream(200, seed=99)]
+    outlier = check_score(det.score_one({"a": 30.0, "b": 250.0, "c": 40.0, "d": 25.0}))
+    assert outlier >= spec.default_threshold, (spec.name, outlier)
+    assert outlier > max(typical), (spec.name, outlier, max(typical))
+    # margin: the default threshold sits above nearly all typical points
+    assert statistics.quantiles(typical, n=20)[-1] < spec.default_threshold, spec.name
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_params_round_trip_through_build_and_clone(spec: DetectorSpec) -> None:
+    default = build(spec.name)
+    changed = {spec.warmup_param: warmup(spec, default) + 1}
+    det = build(spec.name, changed)
+    params = det.params()
+    assert params[spec.warmup_param] == warmup(spec, default) + 1
+    assert build(spec.name, params).params() == params
+    assert det.clone().params() == params
+    assert model_version(det.clone()) == model_version(build(spec.name, params))
+    assert model_version(det) != model_version(default)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_bad_and_unknown_parameters_are_value_errors_naming_them(spec: DetectorSpec) -> None:
+    for name in build(spec.name).params():
+        for bad in ("lots", -1):
+            with pytest.raises(ValueError, match=name):
+                build(spec.name, {name: bad})
+    with pytest.raises(ValueError, match="no_such_parameter"):
+        build(spec.name, {"no_such_parameter": 1})
+
+
+def test_unknown_detector_lists_the_registered_ones() -> None:
+    with pytest.raises(ValueError, match="isolation_forest") as info:
+        build("isolation_forest")
+    for name in REGISTRY:
+        assert name in str(info.value)
+
+
+def test_registry_names_and_help() -> None:
+    assert set(REGISTRY) == {"hst", "oneclass_svm", "gaussian", "loda", "sad", "zscore"}
+    assert all(name == spec.name for name, spec in REGISTRY.items())
+    assert [name for name, _ in describe()] == list(REGISTRY)
+    assert all("default threshold" in text for _, text in describe())
