@@ -283,7 +283,8 @@ class EntityStore:
         self.evictions = 0
         self.created = 0
         self.loaded = 0
-        self.refused: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()  # since the last drain (metrics)
+        self._warned: set[str] = set()  # reasons already logged
         self.on_enter: Callable[[EntityState], None] | None = None
         self.on_leave: Callable[[EntityState], None] | None = None
 
@@ -324,18 +325,25 @@ class EntityStore:
         try:
             state = self.codec.decode(blob)
         except SnapshotRefused as refused:
-            self.refused[refused.reason] += 1
-            if self.refused[refused.reason] == 1:
-                log.warning(
-                    "state of %r refused, starting it fresh (%s); further entities "
-                    "refused for this reason are only counted",
-                    entity,
-                    refused,
-                )
-            self.cold.delete(entity)
+            self._refuse(entity, refused)
             return None
         self.loaded += 1
         return state
+
+    def _refuse(self, entity: str, refused: SnapshotRefused) -> None:
+        """Count a refused snapshot, log the first of each reason, and forget the entity's
+        stored state (an older snapshot would be behind the committed offset): it starts
+        fresh."""
+        self.refused[refused.reason] += 1
+        if refused.reason not in self._warned:
+            self._warned.add(refused.reason)
+            log.warning(
+                "state of %r refused, it starts fresh (%s); further entities refused for "
+                "this reason are only counted in alerting_snapshots_refused_total",
+                entity,
+                refused,
+            )
+        self.cold.delete(entity)
 
     def _evict(self, entity: str) -> None:
         state = self._live.pop(entity)
@@ -378,15 +386,7 @@ class EntityStore:
         try:
             self.codec.check(blob)
         except SnapshotRefused as refused:
-            self.refused[refused.reason] += 1
-            if self.refused[refused.reason] == 1:
-                log.warning(
-                    "changelog state of %r refused, it will start fresh (%s); further "
-                    "refusals for this reason are only counted",
-                    entity,
-                    refused,
-                )
-            self.cold.delete(entity)  # an older snapshot would be behind the committed offset
+            self._refuse(entity, refused)
             return False
         self.cold.put(entity, partition, blob)
         return True

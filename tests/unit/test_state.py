@@ -826,3 +826,19 @@ def test_estimate_model_bytes_is_positive_and_plausible() -> None:
     assert 500 < small < 20_000
     assert 8 * 4 * 256 < default < 500_000
     assert large > default > small
+
+
+def test_a_refusal_reason_is_logged_once_even_across_metric_drains(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    theirs = SnapshotCodec(detector="zscore", config_hash="other")
+    ours = SnapshotCodec(detector="zscore", config_hash="ours")
+    store = EntityStore(lambda: EntityState(RollingZScore()), ours)
+    for batch in range(3):
+        for i in range(2):
+            blob = theirs.encode(EntityState(RollingZScore()))
+            assert store.restore(f"e{batch}-{i}", 0, blob) is False
+        assert store.refused == {"config_mismatch": 2}
+        store.refused.clear()  # what the service does once per batch
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1
