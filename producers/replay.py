@@ -104,9 +104,15 @@ def _synthetic(args: argparse.Namespace, labels: list[Label]) -> Iterator[Event]
             events_per_second=args.events_per_second,
             start=datetime.now(UTC) if args.start_now else None,
         )
-    except ValueError as exc:
+    except ValueError as exc:  # checked now, before anything connects to Kafka
         raise ConfigError(f"replay --synthetic: {exc}") from None
-    for event, label in market.events(args.count or None):
+    return _labelled(market.events(args.count or None), labels)
+
+
+def _labelled(
+    stream: Iterator[tuple[Event, Label | None]], labels: list[Label]
+) -> Iterator[Event]:
+    for event, label in stream:
         if label is not None:
             labels.append(label)
         yield event
