@@ -65,12 +65,13 @@ class DetectorSpec:
     warmup_param: str
 
 
-#: The registry, default detector first. Each default threshold is measured on the seeded
-#: synthetic market without anomalies (5 symbols, 200 000 events; each entity judged after
-#: its first 300 events): zscore's 6 σ is reached by about 1 normal event in 15 000, and
-#: every other default is the rounded score reached at that rate or less, also by young
-#: entities (their events 300-1 000, where loda and hst score higher than later). See
-#: ``tests/unit/test_shuttle.py``, which re-measures the false-alert side, for the numbers.
+#: The registry (DEFAULT_DETECTOR below is the default). Each default threshold is
+#: measured on the seeded synthetic market without anomalies (5 symbols, 200 000
+#: events; each entity judged after its first 300 events): zscore's 6 σ is reached by
+#: about 1 normal event in 15 000, and every other default is the rounded score reached
+#: at that rate or less, also by young entities (their events 300-1 000, where loda and
+#: hst score higher than later). See ``tests/unit/test_shuttle.py``, which re-measures
+#: the false-alert side, for the numbers.
 REGISTRY: dict[str, DetectorSpec] = {
     spec.name: spec
     for spec in (

@@ -226,7 +226,7 @@ class _FrozenSchemaDetector:
 
 
 class HalfSpaceTreesDetector(_FrozenSchemaDetector):
-    """``MinMaxScaler | HalfSpaceTrees``: the service's default detector.
+    """``MinMaxScaler | HalfSpaceTrees`` (not the default: see ``DEFAULT_DETECTOR``).
 
     Parameters
     ----------
