@@ -62,6 +62,8 @@ class Alert:
     summary: str
     source: SourcePosition | None = None
     kind: str = "trade"
+    #: more ``data`` fields for this alert type (a drift's signal and statistics)
+    details: dict[str, Any] | None = None
     id: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -82,6 +84,8 @@ class Alert:
         }
         if self.source is not None:
             data["source"] = self.source._asdict()
+        if self.details:
+            data.update(self.details)
         return {
             "specversion": SPECVERSION,
             "id": self.id,

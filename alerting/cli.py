@@ -100,6 +100,7 @@ def _with_bootstrap(settings: Settings, broker: EmbeddedBroker) -> Settings:
 def build_processor(settings: Settings, cold: ColdStore | None = None) -> Processor:
     """The processor the settings describe (detector, threshold, policy, state bounds)."""
     from alerting.detectors import REGISTRY, build
+    from alerting.drift import DriftMonitor
     from alerting.policy import CooldownPolicy
     from alerting.processor import Processor
     from alerting.thresholds import FixedThreshold, QuantileThreshold, Threshold
@@ -119,6 +120,12 @@ def build_processor(settings: Settings, cold: ColdStore | None = None) -> Proces
                 q=t.quantile, window=t.window, grace=t.grace, min_value=t.min_value or 0.0
             )
         policy = CooldownPolicy(settings.policy.critical_factor, settings.policy.cooldown_s)
+        dr = settings.drift
+        drift = (
+            DriftMonitor(dr.detector, dr.params, dr.features, dr.min_interval_s)
+            if dr.enabled
+            else None
+        )
     except ValueError as exc:
         raise ConfigError(f"detector/threshold settings: {exc}") from None
     return Processor(
@@ -131,6 +138,8 @@ def build_processor(settings: Settings, cold: ColdStore | None = None) -> Proces
         cold=cold,
         protect=d.protect,
         protect_max_consecutive=d.protect_max_consecutive,
+        drift=drift,
+        drift_action=settings.drift.action,
     )
 
 

@@ -219,6 +219,17 @@ class Metrics:
             ["stat"],
             registry=r,
         )
+        self.drift_detections = Counter(
+            "alerting_drift_detections_total",
+            "Drifts detected, by drift detector and signal (score or feature).",
+            ["detector", "signal"],
+            registry=r,
+        )
+        self.models_reset = Counter(
+            "alerting_models_reset_total",
+            "Entity models reset after a drift (drift.action = reset).",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "alerting_consumer_lag_records",
             "Records between the consumer position and the high watermark, by partition.",

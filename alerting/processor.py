@@ -29,8 +29,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from alerting.alerts import FIRING, Alert, SourcePosition
+from alerting.alerts import DRIFT, FIRING, Alert, SourcePosition
 from alerting.detectors import Detector, model_version
+from alerting.drift import Drift, DriftMonitor
 from alerting.events import Event, Trade
 from alerting.features import extract
 from alerting.policy import CooldownPolicy
@@ -54,6 +55,8 @@ class Processor:
         cold: ColdStore | None = None,
         protect: bool = False,
         protect_max_consecutive: int = 20,
+        drift: DriftMonitor | None = None,
+        drift_action: str = "none",
     ) -> None:
         if warmup < 0:
             raise ValueError(f"warmup must not be negative, got {warmup}")
@@ -63,7 +66,11 @@ class Processor:
             raise ValueError(
                 f"protect_max_consecutive must not be negative, got {protect_max_consecutive}"
             )
+        if drift_action not in ("none", "reset"):
+            raise ValueError(f"drift_action must be 'none' or 'reset', got {drift_action!r}")
         self.template = template
+        self.drift = drift
+        self.drift_action = drift_action
         self.policy = policy
         self.threshold = threshold
         self.warmup = warmup
@@ -80,6 +87,8 @@ class Processor:
         self.processed: Counter[str] = Counter()
         self.suppressed: Counter[str] = Counter()
         self.skipped = 0
+        self.drifts: Counter[tuple[str, str]] = Counter()  # (detector, score|feature)
+        self.resets = 0
         #: score ÷ threshold of each decided event since the last drain (a metric, per batch)
         self.score_ratios: list[float] = []
         #: event time of the newest event processed so far (seconds since the epoch)
@@ -92,6 +101,7 @@ class Processor:
             "params": self.template.params(),
             "threshold": [type(self.threshold).__name__, self.threshold.params()],
             "warmup": self.warmup,
+            "drift": None if self.drift is None else self.drift.params(),
             "features": 2,  # bump when alerting.features changes what it computes
         }
 
@@ -99,7 +109,8 @@ class Processor:
         return SnapshotCodec(detector=self.template.name, config_hash=config_hash(self.config()))
 
     def new_state(self) -> EntityState:
-        return EntityState(self.template.clone(), self.threshold.clone())
+        drift = None if self.drift is None else self.drift.clone()
+        return EntityState(self.template.clone(), self.threshold.clone(), drift)
 
     def _entered(self, state: EntityState) -> None:
         if state.seen < self.warmup:
@@ -161,6 +172,13 @@ class Processor:
             return []
 
         threshold = state.threshold.value()
+        # the score signal is clipped at the threshold: anomalies are alerts, drift is a
+        # lasting change of the ordinary scores (one huge score would move ADWIN's mean)
+        drifted = (
+            state.drift.update(min(score, threshold), x, timestamp)
+            if state.drift is not None
+            else None
+        )
         flagged = score >= threshold
         self.score_ratios.append(score / threshold if threshold > 0 else 0.0)
         state.threshold.update(score)
@@ -178,9 +196,10 @@ class Processor:
         else:
             state.consecutive_flags = state.consecutive_flags + 1 if flagged else 0
             model.learn_one(x)
+        alerts = [] if not drifted else [self._drifted(event, state, drifted, x, source)]
         if severity is None:
-            return []
-        return [
+            return alerts
+        alerts.append(
             Alert(
                 type=FIRING,
                 entity=event.entity,
@@ -204,7 +223,57 @@ class Processor:
                 source=source,
                 kind=event.kind,
             )
-        ]
+        )
+        return alerts
+
+    def _drifted(
+        self,
+        event: Event,
+        state: EntityState,
+        drifts: list[Drift],
+        x: dict[str, float],
+        source: SourcePosition | None,
+    ) -> Alert:
+        """The drift CloudEvent; with ``drift_action = "reset"`` the entity starts over."""
+        assert state.drift is not None
+        detector = state.drift.detector
+        for drift in drifts:
+            self.drifts[(detector, drift.kind)] += 1
+        first = drifts[0]
+        what = ", ".join(f"{d.signal} mean {d.before:.4g} → {d.after:.4g}" for d in drifts[:3])
+        reset = self.drift_action == "reset"
+        if reset:
+            state.model = self.template.clone()
+            state.threshold = self.threshold.clone()
+            state.seen = 0
+            state.consecutive_flags = 0
+            self.warming_up += 1
+            self.resets += 1
+        return Alert(
+            type=DRIFT,
+            entity=event.entity,
+            time=event.time,
+            score=first.after,
+            threshold=first.before,
+            severity="warning",
+            detector=state.model.name,
+            model_version=self.model_version,
+            features=x,
+            contributions={},
+            summary=f"{event.entity} drift ({detector}): {what}"
+            + ("; model reset, back through warm-up" if reset else ""),
+            source=source,
+            kind=event.kind,
+            details={
+                "drift": {
+                    "detector": detector,
+                    "action": self.drift_action,
+                    "signals": [
+                        {"signal": d.signal, "before": d.before, "after": d.after} for d in drifts
+                    ],
+                }
+            },
+        )
 
 
 def summarize(

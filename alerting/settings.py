@@ -213,6 +213,36 @@ class ThresholdSettings(_Section):
     )
 
 
+class DriftSettings(_Section):
+    """Drift detection per entity on the score stream and on each feature."""
+
+    enabled: bool = Field(True, description="Watch for drift and publish drift CloudEvents.")
+    detector: Literal["adwin", "page_hinkley", "kswin"] = Field(
+        "adwin", description="River drift detector."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Parameters of the River drift detector."
+    )
+    features: bool = Field(
+        False,
+        description="Watch each feature too, not only the score (trading features are "
+        "heavy-tailed: anomalies alone can look like drift of a feature).",
+    )
+    min_interval_s: float = Field(
+        60.0, ge=0, description="Event-time seconds between drift reports of one entity."
+    )
+    action: Literal["none", "reset"] = Field(
+        "none", description="On drift: nothing more, or reset the entity's model (warm-up again)."
+    )
+
+    @model_validator(mode="after")
+    def _known(self) -> DriftSettings:
+        from alerting.drift import DriftMonitor
+
+        DriftMonitor(self.detector, self.params)  # ValueError names a bad parameter
+        return self
+
+
 class PolicySettings(_Section):
     """Turning flagged scores into few alerts."""
 
@@ -283,6 +313,9 @@ class Settings(BaseSettings):
     )
     threshold: ThresholdSettings = Field(
         default_factory=lambda: ThresholdSettings(), description="When a score is flagged."
+    )
+    drift: DriftSettings = Field(
+        default_factory=lambda: DriftSettings(), description="Drift detection per entity."
     )
     policy: PolicySettings = Field(
         default_factory=lambda: PolicySettings(), description="Turning scores into alerts."

@@ -73,6 +73,7 @@ class EntityState:
 
     __slots__ = (
         "consecutive_flags",
+        "drift",
         "features",
         "last_seen",
         "model",
@@ -83,9 +84,10 @@ class EntityState:
         "threshold",
     )
 
-    def __init__(self, model: Detector, threshold: Any = None) -> None:
+    def __init__(self, model: Detector, threshold: Any = None, drift: Any = None) -> None:
         self.model = model
         self.threshold = threshold
+        self.drift = drift
         self.features = FeatureState()
         self.policy = PolicyState()
         self.seen = 0
@@ -98,6 +100,7 @@ class EntityState:
         return {name: getattr(self, name) for name in self.__slots__}
 
     def __setstate__(self, values: dict[str, Any]) -> None:
+        self.drift = None  # absent from snapshots made before drift monitoring existed
         for name, value in values.items():
             setattr(self, name, value)
 

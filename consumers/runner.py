@@ -294,6 +294,12 @@ class Service:
         if proc.skipped:
             m.events_skipped.inc(proc.skipped)
             proc.skipped = 0
+        for (detector, signal), n in proc.drifts.items():
+            m.drift_detections.labels(detector=detector, signal=signal).inc(n)
+        proc.drifts.clear()
+        if proc.resets:
+            m.models_reset.inc(proc.resets)
+            proc.resets = 0
         refused = proc.store.refused
         for reason, n in refused.items():
             m.snapshots_refused.labels(reason=reason).inc(n)

@@ -109,9 +109,7 @@ def _synthetic(args: argparse.Namespace, labels: list[Label]) -> Iterator[Event]
     return _labelled(market.events(args.count or None), labels)
 
 
-def _labelled(
-    stream: Iterator[tuple[Event, Label | None]], labels: list[Label]
-) -> Iterator[Event]:
+def _labelled(stream: Iterator[tuple[Event, Label | None]], labels: list[Label]) -> Iterator[Event]:
     for event, label in stream:
         if label is not None:
             labels.append(label)

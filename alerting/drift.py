@@ -1,0 +1,148 @@
+"""Drift per entity: River drift detectors on the score stream and on each feature.
+
+A :class:`DriftMonitor` belongs to one entity. ``update(score, x)`` feeds the score
+(signal ``"score"``) and, when ``features`` is on, every feature value (signal = the
+feature's name) to its own River detector, and returns what drifted, with the signal's
+mean before the change (since the previous drift) and after it (its last few values).
+At most one drift per ``min_interval_s`` of event time is reported per entity, so a
+shaky signal cannot flood the alerts topic.
+
+Detectors: ``adwin`` (River ``ADWIN``, the default), ``page_hinkley`` and ``kswin``
+(which tests every event: at River's default ``alpha`` of 0.005 it reports stationary
+noise within a few thousand events; use ``alpha`` around 1e-5).
+Measured delay (``tests/unit/test_drift.py``): a 2σ shift of the mean of a unit-variance
+signal is reported within 50 events by ADWIN with its defaults, and 30 stationary
+streams of 4,000 values report nothing.
+
+>>> monitor = DriftMonitor("adwin")
+>>> found = [d for i in range(600)
+...          for d in monitor.update(float(i >= 300) * 5 + (i % 7) * 0.1, {}, event_time=i)]
+>>> [(d.signal, round(d.before, 1), round(d.after, 1)) for d in found]
+[('score', 0.5, 5.3)]
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+DETECTORS = {"adwin": "ADWIN", "page_hinkley": "PageHinkley", "kswin": "KSWIN"}
+_RECENT = 8  # values averaged as the "after" statistic
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """One signal of one entity changed."""
+
+    signal: str  # "score" or a feature name
+    before: float  # mean since the previous drift, before the recent values
+    after: float  # mean of the last few values
+
+    @property
+    def kind(self) -> str:
+        """``score`` or ``feature``: the low-cardinality metric label."""
+        return "score" if self.signal == "score" else "feature"
+
+
+class _Signal:
+    __slots__ = ("count", "detector", "recent", "total")
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+        self.count = 0
+        self.total = 0.0
+        self.recent: deque[float] = deque(maxlen=_RECENT)
+
+
+class DriftMonitor:
+    """River drift detectors for one entity's score and (optionally) features."""
+
+    def __init__(
+        self,
+        detector: str = "adwin",
+        params: dict[str, Any] | None = None,
+        features: bool = True,
+        min_interval_s: float = 60.0,
+        max_signals: int = 33,
+    ) -> None:
+        if detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
+        if not min_interval_s >= 0:
+            raise ValueError(f"min_interval_s must not be negative, got {min_interval_s}")
+        if max_signals < 1:
+            raise ValueError(f"max_signals must be at least 1, got {max_signals}")
+        self.detector = detector
+        self.params_ = dict(params or {})
+        self.features = features
+        self.min_interval_s = min_interval_s
+        self.max_signals = max_signals
+        self._factory = getattr(importlib.import_module("river.drift"), DETECTORS[detector])
+        try:
+            self._factory(**self.params_)
+        except TypeError as exc:
+            raise ValueError(f"drift detector {detector!r}: {exc}") from None
+        self._signals: dict[str, _Signal] = {}
+        self._last_drift: float | None = None
+
+    def clone(self) -> DriftMonitor:
+        return DriftMonitor(
+            self.detector, self.params_, self.features, self.min_interval_s, self.max_signals
+        )
+
+    def params(self) -> dict[str, object]:
+        return {
+            "detector": self.detector,
+            "params": self.params_,
+            "features": self.features,
+            "min_interval_s": self.min_interval_s,
+            "max_signals": self.max_signals,
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_factory")  # a class: found again by name when loaded
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._factory = getattr(importlib.import_module("river.drift"), DETECTORS[self.detector])
+
+    def _feed(self, name: str, value: float) -> Drift | None:
+        signal = self._signals.get(name)
+        if signal is None:
+            if len(self._signals) >= self.max_signals:
+                return None
+            signal = self._signals[name] = _Signal(self._factory(**self.params_))
+        signal.detector.update(value)
+        signal.count += 1
+        signal.total += value
+        signal.recent.append(value)
+        if not signal.detector.drift_detected:
+            return None
+        recent = list(signal.recent)
+        older = signal.count - len(recent)
+        before = (signal.total - sum(recent)) / older if older > 0 else recent[0]
+        after = sum(recent) / len(recent)
+        signal.count, signal.total = len(recent), sum(recent)  # the new regime starts here
+        return Drift(name, before, after)
+
+    def update(self, score: float, x: dict[str, float], event_time: float) -> list[Drift]:
+        """Feed one event's score (and features); the drifts to report (usually none)."""
+        found = []
+        drift = self._feed("score", score)
+        if drift is not None:
+            found.append(drift)
+        if self.features:
+            for name, value in x.items():
+                drift = self._feed(name, value)
+                if drift is not None:
+                    found.append(drift)
+        if not found:
+            return []
+        last = self._last_drift
+        if last is not None and event_time - last < self.min_interval_s:
+            return []
+        self._last_drift = event_time
+        return found
