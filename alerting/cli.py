@@ -140,6 +140,7 @@ def build_processor(settings: Settings, cold: ColdStore | None = None) -> Proces
         protect_max_consecutive=d.protect_max_consecutive,
         drift=drift,
         drift_action=settings.drift.action,
+        challenger_events=settings.drift.challenger_events,
     )
 
 

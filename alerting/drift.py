@@ -146,3 +146,29 @@ class DriftMonitor:
             return []
         self._last_drift = event_time
         return found
+
+
+class Challenger:
+    """A fresh model trained beside an entity's live model after a drift.
+
+    Promotion criterion: over the ``compare`` events after the challenger's own warm-up,
+    it flags fewer events than the live model at the entity's threshold, i.e. it has
+    learned the new regime that the live model still finds surprising. Otherwise it is
+    discarded and the live model stays.
+    """
+
+    __slots__ = ("challenger_flags", "compared", "learned", "live_flags", "model")
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.learned = 0
+        self.compared = 0
+        self.live_flags = 0
+        self.challenger_flags = 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            setattr(self, name, value)

@@ -230,6 +230,13 @@ class Metrics:
             "Entity models reset after a drift (drift.action = reset).",
             registry=r,
         )
+        self.challengers = Counter(
+            "alerting_challengers_total",
+            "Challenger models after a drift (drift.action = challenger), by outcome: "
+            "started, promoted, discarded.",
+            ["outcome"],
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "alerting_consumer_lag_records",
             "Records between the consumer position and the high watermark, by partition.",

@@ -31,7 +31,7 @@ from typing import Any
 
 from alerting.alerts import DRIFT, FIRING, Alert, SourcePosition
 from alerting.detectors import Detector, model_version
-from alerting.drift import Drift, DriftMonitor
+from alerting.drift import Challenger, Drift, DriftMonitor
 from alerting.events import Event, Trade
 from alerting.features import extract
 from alerting.policy import CooldownPolicy
@@ -57,6 +57,7 @@ class Processor:
         protect_max_consecutive: int = 20,
         drift: DriftMonitor | None = None,
         drift_action: str = "none",
+        challenger_events: int = 500,
     ) -> None:
         if warmup < 0:
             raise ValueError(f"warmup must not be negative, got {warmup}")
@@ -66,8 +67,13 @@ class Processor:
             raise ValueError(
                 f"protect_max_consecutive must not be negative, got {protect_max_consecutive}"
             )
-        if drift_action not in ("none", "reset"):
-            raise ValueError(f"drift_action must be 'none' or 'reset', got {drift_action!r}")
+        if drift_action not in ("none", "reset", "challenger"):
+            raise ValueError(
+                f"drift_action must be 'none', 'reset' or 'challenger', got {drift_action!r}"
+            )
+        if challenger_events < 1:
+            raise ValueError(f"challenger_events must be at least 1, got {challenger_events}")
+        self.challenger_events = challenger_events
         self.template = template
         self.drift = drift
         self.drift_action = drift_action
@@ -89,6 +95,7 @@ class Processor:
         self.skipped = 0
         self.drifts: Counter[tuple[str, str]] = Counter()  # (detector, score|feature)
         self.resets = 0
+        self.challengers: Counter[str] = Counter()  # started, promoted, discarded
         #: score ÷ threshold of each decided event since the last drain (a metric, per batch)
         self.score_ratios: list[float] = []
         #: event time of the newest event processed so far (seconds since the epoch)
@@ -102,6 +109,7 @@ class Processor:
             "threshold": [type(self.threshold).__name__, self.threshold.params()],
             "warmup": self.warmup,
             "drift": None if self.drift is None else self.drift.params(),
+            "drift_action": [self.drift_action, self.challenger_events],
             "features": 2,  # bump when alerting.features changes what it computes
         }
 
@@ -196,6 +204,8 @@ class Processor:
         else:
             state.consecutive_flags = state.consecutive_flags + 1 if flagged else 0
             model.learn_one(x)
+        if state.challenger is not None:
+            self._challenge(state, x, flagged, threshold)
         alerts = [] if not drifted else [self._drifted(event, state, drifted, x, source)]
         if severity is None:
             return alerts
@@ -226,6 +236,26 @@ class Processor:
         )
         return alerts
 
+    def _challenge(
+        self, state: EntityState, x: dict[str, float], live_flagged: bool, threshold: float
+    ) -> None:
+        """Score and train the challenger; promote or discard it once compared enough."""
+        challenger = state.challenger
+        flagged = challenger.model.score_one(x) >= threshold
+        if challenger.learned >= self.warmup:
+            challenger.compared += 1
+            challenger.live_flags += live_flagged
+            challenger.challenger_flags += flagged
+        challenger.model.learn_one(x)
+        challenger.learned += 1
+        if challenger.compared >= self.challenger_events:
+            if challenger.challenger_flags < challenger.live_flags:
+                state.model = challenger.model
+                self.challengers["promoted"] += 1
+            else:
+                self.challengers["discarded"] += 1
+            state.challenger = None
+
     def _drifted(
         self,
         event: Event,
@@ -249,6 +279,9 @@ class Processor:
             state.consecutive_flags = 0
             self.warming_up += 1
             self.resets += 1
+        elif self.drift_action == "challenger" and state.challenger is None:
+            state.challenger = Challenger(self.template.clone())
+            self.challengers["started"] += 1
         return Alert(
             type=DRIFT,
             entity=event.entity,

@@ -231,8 +231,13 @@ class DriftSettings(_Section):
     min_interval_s: float = Field(
         60.0, ge=0, description="Event-time seconds between drift reports of one entity."
     )
-    action: Literal["none", "reset"] = Field(
-        "none", description="On drift: nothing more, or reset the entity's model (warm-up again)."
+    action: Literal["none", "reset", "challenger"] = Field(
+        "none",
+        description="On drift: nothing more; reset the entity's model (warm-up again); or "
+        "train a challenger beside it and promote it if it flags fewer events.",
+    )
+    challenger_events: int = Field(
+        500, ge=1, description="Events after its warm-up on which a challenger is compared."
     )
 
     @model_validator(mode="after")

@@ -72,6 +72,7 @@ class EntityState:
     """Everything the service remembers about one entity."""
 
     __slots__ = (
+        "challenger",
         "consecutive_flags",
         "drift",
         "features",
@@ -88,6 +89,7 @@ class EntityState:
         self.model = model
         self.threshold = threshold
         self.drift = drift
+        self.challenger: Any = None  # a model trained beside this one after a drift
         self.features = FeatureState()
         self.policy = PolicyState()
         self.seen = 0
@@ -100,7 +102,7 @@ class EntityState:
         return {name: getattr(self, name) for name in self.__slots__}
 
     def __setstate__(self, values: dict[str, Any]) -> None:
-        self.drift = None  # absent from snapshots made before drift monitoring existed
+        self.drift = self.challenger = None  # absent from older snapshots
         for name, value in values.items():
             setattr(self, name, value)
 

@@ -300,6 +300,9 @@ class Service:
         if proc.resets:
             m.models_reset.inc(proc.resets)
             proc.resets = 0
+        for outcome, n in proc.challengers.items():
+            m.challengers.labels(outcome=outcome).inc(n)
+        proc.challengers.clear()
         refused = proc.store.refused
         for reason, n in refused.items():
             m.snapshots_refused.labels(reason=reason).inc(n)

@@ -174,3 +174,58 @@ def test_drift_metrics_are_flushed_per_batch() -> None:
     assert any(
         m.topic == "alerts" and b'"io.alerting.drift"' in (m.value or b"") for m in port.published
     )
+
+
+def challenger_processor(template: object, challenger_events: int = 300) -> Processor:
+    return Processor(
+        template,  # type: ignore[arg-type]
+        CooldownPolicy(cooldown_s=0.0),
+        FixedThreshold(4.0),
+        warmup=20,
+        drift=DriftMonitor("adwin", features=True, min_interval_s=0),
+        drift_action="challenger",
+        challenger_events=challenger_events,
+    )
+
+
+def test_a_challenger_that_learned_the_new_regime_is_promoted() -> None:
+    from alerting.detectors.river_models import StandardAbsoluteDeviationDetector
+
+    # sad never forgets: after a level shift the live model keeps flagging the new level,
+    # a challenger started at the drift learns it and flags less
+    proc = challenger_processor(StandardAbsoluteDeviationDetector(grace_period=10))
+    live_before = None
+    for event in level_shift("db-4", n=2000, at=600):
+        proc.process(event)
+        (state,) = [s for e, s in proc.store if e == "db-4"]
+        if state.challenger is not None and live_before is None:
+            live_before = state.model
+    assert proc.challengers["started"] >= 1
+    assert proc.challengers["promoted"] >= 1
+    assert state.model is not live_before  # the challenger's model is now the live one
+
+
+def test_a_challenger_no_better_than_the_live_model_is_discarded() -> None:
+    # the rolling z-score adapts within its window: after the shift both flag as little
+    proc = challenger_processor(RollingZScore(window=32, min_history=8))
+    for event in level_shift("db-5", n=2500, at=600):
+        proc.process(event)
+    assert proc.challengers["started"] >= 1
+    assert proc.challengers["discarded"] >= 1 and proc.challengers["promoted"] == 0
+
+
+def test_challenger_state_survives_a_snapshot() -> None:
+    from alerting.detectors.river_models import StandardAbsoluteDeviationDetector
+
+    proc = challenger_processor(StandardAbsoluteDeviationDetector(grace_period=10))
+    events = level_shift("db-6", n=1400, at=600)
+    for event in events[:900]:
+        proc.process(event)
+    (state,) = [s for e, s in proc.store if e == "db-6"]
+    assert state.challenger is not None
+    copy = proc.store.codec.decode(proc.store.codec.encode(state))
+    assert copy.challenger is not None
+    assert copy.challenger.learned == state.challenger.learned
+    assert copy.challenger.model.score_one({"load": 9.0}) == state.challenger.model.score_one(
+        {"load": 9.0}
+    )

@@ -233,7 +233,12 @@ def test_valid_header_with_a_corrupt_body_is_refused() -> None:
         body = bytearray(blob[start:])
         for _ in range(rng.randrange(1, 4)):
             body[rng.randrange(len(body))] ^= 1 << rng.randrange(8)
-        assert refusal(CODEC, head + bytes(body)).reason == "corrupt"
+        try:
+            state = CODEC.decode(head + bytes(body))
+        except SnapshotRefused as refused:
+            assert refused.reason == "corrupt"
+        else:  # a flip in the deflate stream's padding bits changes nothing
+            assert pickle.dumps(state) == pickle.dumps(CODEC.decode(blob))
 
 
 @pytest.mark.parametrize("header", [[1, 2], None, 3, "zscore", True])
