@@ -210,6 +210,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         cold = SqliteColdStore(state_dir / f"{s.service.group_id}.sqlite")
         stack.callback(cold.close)
         processor = build_processor(s, cold=cold)
+        metrics.running(processor.template.name, processor.model_version)
         model_bytes = estimate_model_bytes(processor.new_state)
         if s.topics.create:
             ensure_topics(s)

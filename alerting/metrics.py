@@ -78,8 +78,12 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.build = Info("alerting_build", "Version of the alerting service.", registry=r)
-        self.build.info({"version": __version__})
+        self.build = Info(
+            "alerting_build",
+            "Version of the alerting service, and the detector and model version it runs.",
+            registry=r,
+        )
+        self.build.info({"version": __version__, "detector": "", "model_version": ""})
         self.events_consumed = Counter(
             "alerting_events_consumed_total", "Input records read from Kafka.", registry=r
         )
@@ -259,6 +263,12 @@ class Metrics:
             "alerting_last_event_timestamp_seconds",
             "Event time of the newest processed event.",
             registry=r,
+        )
+
+    def running(self, detector: str, model_version: str) -> None:
+        """Say which detector this process runs (a label of ``alerting_build_info``)."""
+        self.build.info(
+            {"version": __version__, "detector": detector, "model_version": model_version}
         )
 
     def serve(self, host: str, port: int) -> int:

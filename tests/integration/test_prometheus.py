@@ -169,16 +169,22 @@ def test_dashboard_and_recording_rules_have_data_in_a_real_prometheus(
 
         stack.wait_for(lambda: ready(prom_port), 20, "prometheus ready")
 
-        # the template variables' queries: label_values(alerting_build_info, job) and
-        # label_values(alerting_build_info{job=~"$job"}, instance)
+        # the template variables' queries: label_values(alerting_build_info, job),
+        # label_values(alerting_build_info{job=~"$job"}, detector) and
+        # label_values(alerting_build_info{job=~"$job", detector=~"$detector"}, instance)
         def variables_resolve() -> bool:
             jobs = api(prom_port, "label/job/values", **{"match[]": "alerting_build_info"})
+            detectors = api(
+                prom_port,
+                "label/detector/values",
+                **{"match[]": f'alerting_build_info{{job=~"{JOB}"}}'},
+            )
             instances = api(
                 prom_port,
                 "label/instance/values",
-                **{"match[]": f'alerting_build_info{{job=~"{JOB}"}}'},
+                **{"match[]": f'alerting_build_info{{job=~"{JOB}", detector=~"zscore"}}'},
             )
-            return JOB in jobs and instance in instances
+            return JOB in jobs and "zscore" in detectors and instance in instances
 
         stack.wait_for(variables_resolve, 20, "the dashboard's job and instance variables")
 

@@ -263,12 +263,16 @@ def test_dashboard_structure() -> None:
     assert board["uid"] and board["title"]
     assert 36 <= board["schemaVersion"] <= 41
     variables = {v["name"]: v for v in board["templating"]["list"]}
-    assert {"datasource", "job", "instance"} <= set(variables)
+    assert {"datasource", "job", "detector", "instance"} <= set(variables)
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
     assert variables["job"]["definition"] == "label_values(alerting_build_info, job)"
     assert "$job" in variables["instance"]["definition"]
-    for name in ("job", "instance"):
+    assert "$detector" in variables["instance"]["definition"]
+    assert variables["detector"]["definition"] == (
+        'label_values(alerting_build_info{job=~"$job"}, detector)'
+    )
+    for name in ("job", "detector", "instance"):
         assert variables[name]["query"]["query"] == variables[name]["definition"]
         assert variables[name]["includeAll"] and variables[name]["allValue"] == ".*"
 
