@@ -111,9 +111,7 @@ def build_processor(settings: Settings, cold: ColdStore | None = None) -> Proces
         threshold: Threshold
         if t.kind == "fixed":
             threshold = FixedThreshold(
-                t.value
-                if t.value is not None
-                else float(getattr(REGISTRY[d.name], "default_threshold", 6.0))
+                t.value if t.value is not None else REGISTRY[d.name].default_threshold
             )
         else:
             threshold = QuantileThreshold(
