@@ -3,7 +3,7 @@
 >>> build("zscore", {"window": 32}).window
 32
 >>> REGISTRY["hst"].default_threshold
-0.95
+0.48
 >>> build("hst", {"depth": 4})
 Traceback (most recent call last):
 ...
@@ -78,8 +78,8 @@ REGISTRY: dict[str, DetectorSpec] = {
         DetectorSpec(
             "hst",
             HalfSpaceTreesDetector,
-            "Half-space trees on min-max scaled features (River); score in [0, 1]",
-            0.95,
+            "Half-space trees on squashed standard scores, per feature group (River); [0, 1]",
+            0.48,
             "window_size",
         ),
         DetectorSpec(
@@ -100,7 +100,7 @@ REGISTRY: dict[str, DetectorSpec] = {
             "loda",
             LODADetector,
             "LODA random-projection histograms on standardized features (River); mean -log density",
-            10.0,
+            22.0,
             "grace_period",
         ),
         DetectorSpec(

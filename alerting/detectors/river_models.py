@@ -3,8 +3,8 @@
 ==================  ==========================================================  ============
 name                pipeline                                                    score
 ==================  ==========================================================  ============
-``hst``             ``MinMaxScaler | HalfSpaceTrees``                           [0, 1]
-``loda``            ``StandardScaler | LODA`` (or ``MinMaxScaler``)             [0, 27.7]
+``hst``             ``StandardScaler | squash | HalfSpaceTrees`` per group      [0, 1]
+``loda``            ``StandardScaler | LODA`` (or ``MinMaxScaler``) per group   [0, 27.7]
 ``oneclass_svm``    ``StandardScaler | abs | OneClassSVM`` (its margin)         [0, 1e6]
 ``gaussian``        one ``GaussianScorer`` per feature, max over the event      [0, 1]
 ``sad``             one ``StandardAbsoluteDeviation`` per feature, max          [0, 1e6]
@@ -23,14 +23,20 @@ What every wrapper adds to the bare River model:
   ignored, so an entity whose metric names keep changing stays bounded.
 - **Missing and new features** never raise. ``HalfSpaceTrees`` and ``LODA`` fix their
   feature set when they see their first event, and per-entity trading features arrive
-  in pieces (a symbol's first trade has no return yet; quotes and trades carry different
-  features), so these two wrappers keep the *union* of the features seen while the model
-  is still neutral: when a new feature shows up then, the River model is rebuilt (same
-  seed) over the larger union and its warm-up starts again; the scalers keep what they
-  learned. Once the model has warmed up its feature set is frozen and features first seen
-  later are ignored by it. On the synthetic market this union is what makes HST useful:
-  River's pipeline as is (trees over the first event's features only) reaches a ROC-AUC of
-  0.62 on the injected anomalies, the union 0.89 (River's default parameters, seed 42).
+  in pieces (a symbol's first trade has no return yet) and in disjoint sets (trades and
+  quotes share no feature). So these two wrappers keep one model per **feature group**:
+  features that arrive together. An event goes to the group of its first known feature;
+  a feature first seen in an event without any known feature opens a new group (at most
+  :data:`MAX_GROUPS`). While a group's model is still neutral it takes the *union* of its
+  features: when a new one shows up, the River model is rebuilt (same seed) over the
+  larger set and its warm-up starts again; the scaler keeps what it learned. Once warmed
+  up, a group's feature set is frozen and features first seen later with it are ignored.
+  On the synthetic market (5 symbols, 60 000 events, 0.5 % injected anomalies, the trade
+  after a price spike counted with it; seeds 7 and 11) HST ranks anomalies with a
+  ROC-AUC of 0.976-0.984 with one model over the union of trade and quote features, and
+  0.988-0.994 with a model per group; at the score only 1 in 1 000 normal events
+  reaches, it catches 26-30 % of the anomalies with the union and min-max scaling, 84-85 %
+  with groups and the squash below (zscore: 97-99 %, sad 99-100 %).
 - **Neutral warm-up**, precisely (a "learned event" is a ``learn_one`` call whose event
   has at least one of the model's features):
 
@@ -49,7 +55,18 @@ What every wrapper adds to the bare River model:
   the same seed and stream give the same scores, and a model pickled mid-stream scores
   the rest of the stream exactly as the original would.
 
-Choice of the HST defaults (``n_trees=20, height=5, window_size=250``). Memory grows
+HST's scaling. River pairs HST with ``MinMaxScaler``, which fits bounded features: on
+heavy-tailed trading features every outlier widens the range for good and squeezes the
+usual values into a sliver of it, where no tree splits them apart. The default
+``scaler="squash"`` standardizes each feature (running mean and variance) and maps the
+standard score through a logistic of width :data:`SQUASH_WIDTH` (8 σ ↦ 0.73): the usual
+range keeps the middle of the unit cube whatever the outliers were. Widths 2, 4, 6, 8,
+12, 16 and 24 caught 24, 56, 71, 86, 67, 64 and 57 % of the anomalies at 1 normal event
+in 1 000 (seed 7). On Shuttle the squash gives 0.921 against 0.915 with min-max scaling.
+``scaler="minmax"`` is River's documented setup.
+
+Choice of the HST defaults (``n_trees=20, height=5, window_size=250``; the table was
+measured with min-max scaling and one model over all features). Memory grows
 with the node count, ``n_trees × (2**(height + 1) − 1)``, at about 225 bytes a node:
 River's defaults (10 trees of height 8, 5 110 nodes) hold 1.1 MB per live model, under
 2 000 entities per 2 GB. ROC-AUC on per-entity features of the synthetic market (5
@@ -106,6 +123,11 @@ __all__ = [
 ]
 
 Scaler = Literal["standard", "minmax"]
+
+#: Most feature groups (separately modelled feature sets, e.g. trades and quotes) per model.
+MAX_GROUPS = 4
+#: Width of the logistic squash of standard scores for ``hst``: z = ±8 maps to 0.27 / 0.73.
+SQUASH_WIDTH = 8.0
 
 
 def _clean(score: Any) -> float:
@@ -169,22 +191,38 @@ def _new_scaler(kind: Scaler) -> Any:
     return _river("preprocessing.MinMaxScaler")()
 
 
-class _FrozenSchemaDetector:
-    """Scaler, then a River model whose feature set is fixed by the first event it learns.
+class _Group:
+    """Features that arrive together, with their own scaler and River model."""
 
-    Subclasses give ``_new_model`` and the neutral warm-up length ``warmup``.
+    __slots__ = ("features", "learned", "model", "scaler")
+
+    def __init__(self, scaler: Any) -> None:
+        self.features: dict[str, None] = {}
+        self.scaler = scaler
+        self.model: Any = None
+        self.learned = 0  # events learned by the current model
+
+
+class _FrozenSchemaDetector:
+    """Scaler, then River models whose feature sets are fixed by the first events they learn.
+
+    Features that never arrive together (a symbol's trades and its quotes) get separate
+    groups, each with its own scaler and model (at most :data:`MAX_GROUPS`): an event
+    goes to the group of its first known feature, and a feature first seen in an event
+    without any known feature opens a new group. Subclasses give ``_new_model`` and the
+    neutral warm-up length ``warmup``.
     """
 
     name: str
     max_features: int
 
-    def __init__(self, scaler: Scaler) -> None:
-        self._features: dict[str, None] = {}
-        self._scaler = _new_scaler(scaler)
+    def __init__(self, scaler: Scaler, squash: float = 0.0) -> None:
+        self._scaler_kind: Scaler = scaler
+        self._squash = squash
+        self._groups: list[_Group] = []
+        self._group_of: dict[str, _Group] = {}
         # a missing feature in the model-building event gets the scaled "middle" value
-        self._pad = 0.0 if scaler == "standard" else 0.5
-        self._model: Any = None
-        self._learned = 0  # events learned by the current model
+        self._pad = 0.0 if scaler == "standard" and not squash else 0.5
 
     @property
     def warmup(self) -> int:
@@ -193,40 +231,69 @@ class _FrozenSchemaDetector:
     def _new_model(self) -> Any:
         raise NotImplementedError
 
+    def _route(self, x: dict[str, float]) -> _Group | None:
+        group_of = self._group_of
+        for name in x:
+            group = group_of.get(name)
+            if group is not None:
+                return group
+        return None
+
+    def _scaled(self, group: _Group, known: dict[str, float]) -> dict[str, float]:
+        z: dict[str, float] = group.scaler.transform_one(known)
+        width = self._squash
+        if width:
+            # logistic squash of the standard score onto (0, 1): the usual range spreads
+            # over the middle of the unit cube whatever the outliers were, where min-max
+            # scaling lets every outlier squeeze it further
+            return {
+                name: 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, value / width))))
+                for name, value in z.items()
+            }
+        return z
+
     def learn_one(self, x: dict[str, float]) -> None:
-        features = self._features
-        if (self._model is None or self._learned < self.warmup) and _admit(
-            features, x, self.max_features
-        ):
-            self._model = None  # rebuilt below over the larger feature set
-        known = {name: value for name, value in x.items() if name in features}
+        group = self._route(x)
+        if group is None:
+            if len(self._groups) >= MAX_GROUPS or len(self._group_of) >= self.max_features:
+                return
+            group = _Group(_new_scaler(self._scaler_kind))
+            self._groups.append(group)
+        if group.model is None or group.learned < self.warmup:
+            room = self.max_features - len(self._group_of)
+            new = sorted(name for name in x if name not in self._group_of)[: max(room, 0)]
+            for name in new:
+                group.features[name] = None
+                self._group_of[name] = group
+            if new:
+                group.model = None  # rebuilt below over the larger feature set
+        known = {name: value for name, value in x.items() if name in group.features}
         if not known:
             return
-        self._scaler.learn_one(known)
-        z = self._scaler.transform_one(known)
-        if self._model is None:
-            self._model = self._new_model()
-            self._learned = 0
+        group.scaler.learn_one(known)
+        z = self._scaled(group, known)
+        if group.model is None:
+            group.model = self._new_model()
+            group.learned = 0
             # River fixes the model's features from the first event it learns
-            z = {name: z.get(name, self._pad) for name in features}
-        self._model.learn_one(z)
-        self._learned += 1
+            z = {name: z.get(name, self._pad) for name in group.features}
+        group.model.learn_one(z)
+        group.learned += 1
 
     def score_one(self, x: dict[str, float]) -> float:
-        if self._model is None or self._learned < self.warmup:
+        group = self._route(x)
+        if group is None or group.model is None or group.learned < self.warmup:
             return 0.0
-        features = self._features
-        known = {name: value for name, value in x.items() if name in features}
-        if not known:
-            return 0.0
-        return self._transform(self._model.score_one(self._scaler.transform_one(known)))
+        known = {name: value for name, value in x.items() if name in group.features}
+        return self._transform(group.model.score_one(self._scaled(group, known)))
 
     def _transform(self, raw: Any) -> float:
         return _clean(raw)
 
 
 class HalfSpaceTreesDetector(_FrozenSchemaDetector):
-    """``MinMaxScaler | HalfSpaceTrees`` (not the default: see ``DEFAULT_DETECTOR``).
+    """``StandardScaler | squash | HalfSpaceTrees`` per feature group (River's setup:
+    ``scaler="minmax"``).
 
     Parameters
     ----------
@@ -240,6 +307,8 @@ class HalfSpaceTreesDetector(_FrozenSchemaDetector):
         Seed of the random tree structure.
     max_features
         Most distinct feature names the model covers.
+    scaler
+        ``"squash"`` (standard score through a logistic, the default) or ``"minmax"``.
     """
 
     name = "hst"
@@ -251,13 +320,20 @@ class HalfSpaceTreesDetector(_FrozenSchemaDetector):
         window_size: int = 250,
         seed: int = 42,
         max_features: int = 32,
+        scaler: Literal["squash", "minmax"] = "squash",
     ) -> None:
         self.n_trees = _check_int("n_trees", n_trees, 1)
         self.height = _check_int("height", height, 1)
         self.window_size = _check_int("window_size", window_size, 1)
         self.seed = _check_int("seed", seed, 0)
         self.max_features = _check_int("max_features", max_features, 1)
-        super().__init__("minmax")
+        if scaler not in ("squash", "minmax"):
+            raise ValueError(f"scaler must be 'squash' or 'minmax', got {scaler!r}")
+        self.scaler = scaler
+        if scaler == "squash":
+            super().__init__("standard", SQUASH_WIDTH)
+        else:
+            super().__init__("minmax")
 
     @property
     def warmup(self) -> int:
@@ -278,6 +354,7 @@ class HalfSpaceTreesDetector(_FrozenSchemaDetector):
             "window_size": self.window_size,
             "seed": self.seed,
             "max_features": self.max_features,
+            "scaler": self.scaler,
         }
 
 

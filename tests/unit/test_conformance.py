@@ -244,3 +244,29 @@ def test_registry_names_and_help() -> None:
     assert all(name == spec.name for name, spec in REGISTRY.items())
     assert [name for name, _ in describe()] == list(REGISTRY)
     assert all("default threshold" in text for _, text in describe())
+
+
+@pytest.mark.parametrize("name", ["hst", "loda"])
+def test_disjoint_feature_sets_get_their_own_models(name: str) -> None:
+    """Trades and quotes share no feature: each set is modelled apart, no padding."""
+    from alerting.detectors.river_models import MAX_GROUPS
+
+    det = build(name, {REGISTRY[name].warmup_param: 40})
+    rng = random.Random(3)
+    for _ in range(200):
+        det.learn_one({"a": rng.gauss(0, 1), "b": rng.gauss(5, 1)})
+        det.learn_one({"c": rng.gauss(-3, 1), "d": rng.gauss(0, 2)})
+    groups = det._groups  # type: ignore[attr-defined]
+    assert [sorted(g.features) for g in groups] == [["a", "b"], ["c", "d"]]
+    assert all(g.learned == 200 for g in groups)
+    usual_quote = det.score_one({"c": -3.0, "d": 0.0})
+    assert det.score_one({"c": 40.0, "d": 0.0}) > usual_quote
+    assert det.score_one({"a": 0.0, "b": 60.0}) > det.score_one({"a": 0.0, "b": 5.0})
+    # a feature first seen after warm-up, next to known ones, is ignored by that group
+    det.learn_one({"a": 0.1, "b": 5.0, "z": 1.0})
+    assert "z" not in groups[0].features
+    # feature sets that never meet open groups up to MAX_GROUPS; later ones are not modelled
+    for i in range(MAX_GROUPS + 2):
+        det.learn_one({f"only{i}": 1.0})
+    assert len(det._groups) == MAX_GROUPS  # type: ignore[attr-defined]
+    assert det.score_one({f"only{MAX_GROUPS}": 99.0}) == 0.0
