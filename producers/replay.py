@@ -4,6 +4,10 @@ Events are keyed by entity and paced by event time: real time (``--speed 1``), a
 factor (``--speed 10``), or as fast as possible (``--fast``). The Kafka record
 timestamp is the publish time, so end-to-end latency measures the service, not the
 age of the recording.
+
+``--synthetic --output DIR`` writes the generated stream to ``DIR/events.jsonl`` (the
+wire format, one event a line, which ``alerting replay DIR/events.jsonl`` reads back)
+and its labels to ``DIR/labels.jsonl`` instead of publishing: no broker, no pacing.
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ if TYPE_CHECKING:  # the CLI imports this module to build --help: keep it light
     from producers.synthetic import Label
 
 log = logging.getLogger(__name__)
+
+# for --help only; the catalogue itself lives in producers.synthetic (numpy: not imported here)
+_ANOMALY_NAMES = (
+    "price_spike", "size_burst", "spread_blowout", "level_shift", "volatility_burst",
+    "flash_crash", "stale_feed", "fat_finger",
+)  # fmt: skip
 
 
 def add_replay_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,6 +61,20 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
         help="probability an event is an injected anomaly (default 0.001)",
     )
     syn.add_argument(
+        "--anomalies",
+        default="default",
+        metavar="MIX",
+        help="anomaly types to inject: 'all', 'default' (price_spike, size_burst, "
+        "spread_blowout) or comma-separated NAME[:WEIGHT[:LOW-HIGH]], e.g. "
+        "level_shift,flash_crash:2; types: " + ", ".join(_ANOMALY_NAMES),
+    )
+    syn.add_argument(
+        "--intensity",
+        type=float,
+        default=1.0,
+        help="multiplies the strength of every anomaly (default 1: the catalogue's ranges)",
+    )
+    syn.add_argument(
         "--events-per-second",
         type=float,
         default=200.0,
@@ -63,6 +87,13 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
     )
     syn.add_argument(
         "--labels", type=Path, help="write the injected anomalies (JSON lines) to this file"
+    )
+    syn.add_argument(
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="write the stream to DIR/events.jsonl and its labels to DIR/labels.jsonl "
+        "instead of publishing (no broker needed)",
     )
     cols = p.add_argument_group("file columns")
     cols.add_argument("--kind-column", help="column holding the event kind")
@@ -94,7 +125,7 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _synthetic(args: argparse.Namespace, labels: list[Label]) -> Iterator[Event]:
-    from producers.synthetic import SyntheticMarket
+    from producers.synthetic import SyntheticMarket, parse_anomalies
 
     try:
         market = SyntheticMarket(
@@ -103,9 +134,14 @@ def _synthetic(args: argparse.Namespace, labels: list[Label]) -> Iterator[Event]
             anomaly_rate=args.anomaly_rate,
             events_per_second=args.events_per_second,
             start=datetime.now(UTC) if args.start_now else None,
+            anomalies=parse_anomalies(args.anomalies),
+            intensity=args.intensity,
         )
     except ValueError as exc:  # checked now, before anything connects to Kafka
-        raise ConfigError(f"replay --synthetic: {exc}") from None
+        hint = (
+            " (--anomalies, --intensity)" if str(exc).startswith(("anomalies", "intensity")) else ""
+        )
+        raise ConfigError(f"replay --synthetic: {exc}{hint}") from None
     return _labelled(market.events(args.count or None), labels)
 
 
@@ -137,6 +173,11 @@ def _from_file(args: argparse.Namespace, skipped: list[InvalidRow]) -> Iterator[
     return _valid_rows(rows, args.file, skipped)
 
 
+def _by_index(label: Label) -> tuple[int, str]:
+    # by the window's first event: a stale feed's label comes with the event before its gap
+    return label.index, label.entity
+
+
 def _valid_rows(
     rows: Iterator[Event | InvalidRow], path: Path, skipped: list[InvalidRow]
 ) -> Iterator[Event]:
@@ -156,16 +197,20 @@ def _valid_rows(
 def replay_command(settings: Settings, args: argparse.Namespace) -> int:
     from alerting.cli import StopSignals
     from alerting.progress import Progress
-    from consumers.kafka_port import producer_for
     from producers.files import count_rows
     from producers.pacing import Pacer
     from producers.synthetic import write_labels
-    from producers.topics import ensure_topics
 
     if bool(args.synthetic) == bool(args.file):
         raise ConfigError("replay needs exactly one source: a FILE or --synthetic")
     if args.labels is not None and not args.synthetic:
         raise ConfigError("replay --labels writes the synthetic market's labels: add --synthetic")
+    if args.output is not None:
+        if not args.synthetic:
+            raise ConfigError("replay --output writes a synthetic market to files: add --synthetic")
+        if not args.count:
+            raise ConfigError("replay --output needs a finite stream: pass --count N (N > 0)")
+        return _write_synthetic(args)
     if args.file is not None and not args.file.exists():
         raise ConfigError(f"replay: no such file {args.file}")
     if not args.fast and not args.speed > 0:
@@ -178,6 +223,9 @@ def replay_command(settings: Settings, args: argparse.Namespace) -> int:
     else:
         events = _from_file(args, skipped)
         total = count_rows(args.file)
+    from consumers.kafka_port import producer_for
+    from producers.topics import ensure_topics
+
     if settings.topics.create:
         ensure_topics(settings)
     topic = settings.topics.events
@@ -204,11 +252,47 @@ def replay_command(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         producer.close(timeout=10)
         if args.labels is not None and args.synthetic:
-            write_labels(args.labels, labels)
+            write_labels(args.labels, sorted(labels, key=_by_index))
     if errors:
         print(f"alerting replay: publishing failed: {errors[0]}", file=sys.stderr)
         return 1
     extra = f", {len(skipped)} invalid rows skipped" if skipped else ""
     extra += f", {len(labels)} anomalies labelled in {args.labels}" if args.labels else ""
     log.info("replayed %d events to %s%s", sent, topic, extra)
+    return 0
+
+
+def _write_synthetic(args: argparse.Namespace) -> int:
+    """``replay --synthetic --output DIR``: the stream and its labels to files, unpaced."""
+    from alerting.progress import Progress
+    from producers.synthetic import write_labels
+
+    labels: list[Label] = []
+    events = _synthetic(args, labels)  # validates the market before touching the disk
+    folder: Path = args.output
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        events_path = folder / "events.jsonl"
+        out = events_path.open("wb")
+    except OSError as exc:
+        raise ConfigError(f"replay --output {folder}: cannot write there: {exc}") from None
+    written = 0
+    progress = Progress(args.count, f"replay → {events_path}", enabled=not args.no_progress)
+    with out, progress:  # no pacing, no broker; Ctrl+C leaves a partial file and no labels
+        for event in events:
+            out.write(encode(event))
+            out.write(b"\n")
+            written += 1
+            progress.update()
+    labels.sort(key=_by_index)
+    write_labels(folder / "labels.jsonl", labels)
+    if args.labels is not None:
+        write_labels(args.labels, labels)
+    log.info(
+        "wrote %d events to %s and %d labels to %s",
+        written,
+        events_path,
+        len(labels),
+        folder / "labels.jsonl",
+    )
     return 0

@@ -9,33 +9,70 @@ symbol of each event is drawn at random. The same parameters give the same strea
 event for event, so a back-test or a demo can be repeated exactly.
 
 Anomaly catalogue (:data:`ANOMALY_TYPES`). After ``warmup_events`` events of a symbol,
-each of its events is turned into an anomaly with probability ``anomaly_rate``; the
-type is drawn among those that apply to the event's kind:
+each of its events starts an anomaly with probability ``anomaly_rate``, unless one is
+already under way on that symbol. The type is drawn among the types of the mix
+(``anomalies``) that can start on the event's kind, in proportion to their weights; an
+event whose kind no type of the mix can start on stays normal. The default mix is the
+first three types, which gives the same stream as before the catalogue grew;
+``anomalies="all"`` turns on all eight. Each anomaly draws its strength uniformly from
+its type's intensity range (the defaults below, or an :class:`AnomalySpec`'s own), times
+the market's ``intensity`` factor.
 
-==================  =====  ==========================================================
-name                kind   what is injected
-==================  =====  ==========================================================
-``price_spike``     trade  one trade printed 2-5 % above or below the walk; the walk
-                           itself is not moved, so the next trades are normal again
-``size_burst``      trade  one trade 30-100x the symbol's usual size
-``spread_blowout``  quote  one quote whose spread is 20-50x the symbol's usual spread
-==================  =====  ==========================================================
+====================  ===========  ======================  =====================================
+name                  starts on    intensity (default)     what is injected; the label's window
+====================  ===========  ======================  =====================================
+``price_spike``       trade        2-5 % off the walk      one trade off the walk, which is not
+                                                           moved: the next trade reverts. 1 event
+``size_burst``        trade        30-100x usual size      volume burst: one trade of that size.
+                                                           1 event
+``spread_blowout``    quote        20-50x usual spread     one quote with that spread. 1 event
+``level_shift``       trade        1-3 % jump              the walk, and the level it reverts to,
+                                                           jump up or down and stay. Window: the
+                                                           first 20 trades at the new level
+``volatility_burst``  trade        5-10x volatility        the walk's per-trade volatility is
+                                                           multiplied for 20-50 trades. Window:
+                                                           those trades
+``flash_crash``       trade        5-10 % deep             trades fall below the walk over 3-6
+                                                           trades (sells, 5x usual size, quotes
+                                                           3x wider), then climb back over 5-15.
+                                                           Window: the displaced trades
+``stale_feed``        trade/quote  50-200 missed events    the symbol stops printing (trades and
+                                                           quotes) while its walk goes on. Window:
+                                                           the gap and the first event after it
+``fat_finger``        trade        10-50 % off the walk    one trade far off the walk or, half of
+                                                           the time, of 1000x the usual size (x the
+                                                           intensity factor); walk unmoved. 1 event
+====================  ===========  ======================  =====================================
+
+Labels. Every anomaly has one :class:`Label`: on ``entity``, the event-time window
+``[time, end]`` (inclusive), which is events ``index`` to ``end_index`` of the stream
+(those of other entities included). A one-event anomaly has ``end == time`` and
+``end_index == index``. For a stale feed, ``time`` is when the first missed event was
+due, ``index`` the first event of the stream after that moment, and ``end`` /
+``end_index`` the symbol's first event after the gap, so the window holds that one
+event of the symbol. :meth:`SyntheticMarket.events` yields each label with the event
+that starts the anomaly (for a stale feed, the symbol's last event before the gap),
+once the window is complete: the generator works ahead as far as the window needs, so
+labels never change with ``count`` and a window may end past the end of a finite
+stream. Labels are saved to and read from JSON Lines with :func:`write_labels` and
+:func:`read_labels`.
 
 To add a type: add an :class:`AnomalyType` to :data:`ANOMALY_TYPES` and a
-``_inject_<name>`` method to :class:`SyntheticMarket` taking the same arguments as the
-existing ones. Every injected event comes with a :class:`Label`; labels can be saved
-to and read from JSON Lines with :func:`write_labels` and :func:`read_labels`.
+``_inject_<name>`` method to :class:`SyntheticMarket` with the same signature as the
+existing ones; a multi-event type returns an ``_Episode`` that the generator carries on.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -43,9 +80,12 @@ from alerting.events import Event, Quote, Trade
 
 __all__ = [
     "ANOMALY_TYPES",
+    "DEFAULT_ANOMALIES",
+    "AnomalySpec",
     "AnomalyType",
     "Label",
     "SyntheticMarket",
+    "parse_anomalies",
     "read_labels",
     "write_labels",
 ]
@@ -59,38 +99,190 @@ _SIDES: tuple[Literal["buy"], Literal["sell"]] = ("buy", "sell")
 _BLOCK = 4096  # random draws are made in blocks of this many events
 _PULL = 1e-6  # per-trade mean reversion of the log price toward the base price
 _TICK = 0.01
+_SHIFT_WINDOW_TRADES = 20  # a level shift's label covers its first trades at the new level
+_BURST_TRADES = (20, 50)  # volatility burst length, inclusive
+_CRASH_DOWN_TRADES = (3, 6)  # flash crash: trades to the bottom, inclusive
+_CRASH_UP_TRADES = (5, 15)  # flash crash: trades back to the walk, inclusive
+_CRASH_SIZE = 5  # flash crash trades are this many times the usual size
+_CRASH_SPREAD = 3  # and quotes this many times the usual spread
+_FAT_FINGER_SIZE = 1000.0  # a fat-fingered size, in usual sizes (times the intensity factor)
+
+Kind = Literal["trade", "quote"]
 
 
 @dataclass(frozen=True)
 class AnomalyType:
-    """One entry of the anomaly catalogue."""
+    """One entry of the anomaly catalogue.
+
+    The strength of one anomaly is drawn uniformly in ``[low, low + span]`` (in ``unit``)
+    and multiplied by the market's intensity factor; it must stay within ``limits``.
+    A span, not a high end, so the default strengths come out exactly as they always
+    did (in floating point, 0.05 - 0.02 is not 0.03).
+    """
 
     name: str
-    kind: Literal["trade", "quote"]
+    kinds: tuple[Kind, ...]  #: event kinds an anomaly of this type can start on
     summary: str
+    low: float
+    span: float
+    unit: str
+    limits: tuple[float, float]
+    windowed: bool  #: spans several events (its label has a window)
+
+    @property
+    def intensity(self) -> tuple[float, float]:
+        """The default intensity range, in :attr:`unit`."""
+        return (self.low, self.low + self.span)
 
 
-#: The anomalies the generator knows how to inject.
+#: The anomalies the generator knows how to inject, in the order menus are built.
 ANOMALY_TYPES: tuple[AnomalyType, ...] = (
-    AnomalyType("price_spike", "trade", "a single trade 2-5% off the price walk"),
-    AnomalyType("size_burst", "trade", "a trade 30-100x the usual size"),
-    AnomalyType("spread_blowout", "quote", "a quote whose spread is 20-50x normal"),
+    AnomalyType(
+        "price_spike", ("trade",), "a single trade 2-5% off the price walk, then back",
+        0.02, 0.03, "fraction off the walk", (1e-4, 0.9), False,
+    ),
+    AnomalyType(
+        "size_burst", ("trade",), "volume burst: a trade 30-100x the usual size",
+        30.0, 70.0, "multiple of the usual size", (1.0, 1e6), False,
+    ),
+    AnomalyType(
+        "spread_blowout", ("quote",), "a quote whose spread is 20-50x normal",
+        20.0, 30.0, "multiple of the usual spread", (1.0, 1e4), False,
+    ),
+    AnomalyType(
+        "level_shift", ("trade",), "the price walk jumps 1-3% and stays",
+        0.01, 0.02, "fraction the walk jumps", (1e-4, 0.5), True,
+    ),
+    AnomalyType(
+        "volatility_burst", ("trade",), "the walk's volatility 5-10x for 20-50 trades",
+        5.0, 5.0, "multiple of the volatility", (1.0, 1000.0), True,
+    ),
+    AnomalyType(
+        "flash_crash", ("trade",), "the price drops 5-10% over a few trades and recovers",
+        0.05, 0.05, "fraction below the walk at the bottom", (1e-4, 0.9), True,
+    ),
+    AnomalyType(
+        "stale_feed", ("trade", "quote"), "the symbol stops printing for 50-200 events",
+        50.0, 150.0, "missed events of the symbol", (1.0, 1e6), True,
+    ),
+    AnomalyType(
+        "fat_finger", ("trade",), "one trade 10-50% off the walk, or 1000x the usual size",
+        0.1, 0.4, "fraction off the walk", (1e-4, 0.9), False,
+    ),
+)  # fmt: skip
+
+_CATALOGUE = {anomaly.name: anomaly for anomaly in ANOMALY_TYPES}
+
+
+@dataclass(frozen=True)
+class AnomalySpec:
+    """One type of an anomaly mix: its weight and, optionally, its own intensity range.
+
+    ``intensity`` is ``(low, high)`` in the type's unit (see :data:`ANOMALY_TYPES`);
+    None keeps the catalogue's range.
+
+    >>> AnomalySpec("flash_crash", weight=2, intensity=(0.1, 0.2)).weight
+    2
+    """
+
+    name: str
+    weight: float = 1.0
+    intensity: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in _CATALOGUE:
+            raise ValueError(
+                f"anomalies: unknown type {self.name!r}; known: {', '.join(_CATALOGUE)}"
+            )
+        if not (math.isfinite(self.weight) and self.weight > 0):
+            raise ValueError(f"anomalies: {self.name} weight must be > 0, got {self.weight!r}")
+        if self.intensity is not None:
+            low, high = self.intensity
+            if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+                raise ValueError(
+                    f"anomalies: {self.name} intensity must be 0 < low <= high, "
+                    f"got {self.intensity!r}"
+                )
+
+
+#: The mix of :class:`SyntheticMarket` when ``anomalies`` is not given.
+DEFAULT_ANOMALIES: tuple[AnomalySpec, ...] = (
+    AnomalySpec("price_spike"),
+    AnomalySpec("size_burst"),
+    AnomalySpec("spread_blowout"),
 )
+
+
+def parse_anomalies(text: str) -> tuple[AnomalySpec, ...]:
+    """An anomaly mix from its command-line form (``replay --anomalies``).
+
+    ``all``, ``default``, or comma-separated ``NAME[:WEIGHT[:LOW-HIGH]]`` items:
+
+    >>> [spec.name for spec in parse_anomalies("all")][:4]
+    ['price_spike', 'size_burst', 'spread_blowout', 'level_shift']
+    >>> parse_anomalies("level_shift:2, fat_finger:1:0.2-0.3")
+    (AnomalySpec(name='level_shift', weight=2.0, intensity=None), \
+AnomalySpec(name='fat_finger', weight=1.0, intensity=(0.2, 0.3)))
+    """
+    text = text.strip()
+    if text == "all":
+        return tuple(AnomalySpec(anomaly.name) for anomaly in ANOMALY_TYPES)
+    if text == "default":
+        return DEFAULT_ANOMALIES
+    specs = []
+    for item in text.split(","):
+        parts = [part.strip() for part in item.split(":")]
+        if not parts[0] or len(parts) > 3:
+            raise ValueError(
+                f"anomalies: {item.strip()!r} is not NAME[:WEIGHT[:LOW-HIGH]] "
+                f"(or use 'all' or 'default')"
+            )
+        try:
+            weight = float(parts[1]) if len(parts) > 1 else 1.0
+            intensity = None
+            if len(parts) > 2:
+                low, high = parts[2].split("-")
+                intensity = (float(low), float(high))
+        except ValueError:
+            raise ValueError(
+                f"anomalies: {item.strip()!r} is not NAME[:WEIGHT[:LOW-HIGH]], "
+                f"e.g. flash_crash:2:0.05-0.08"
+            ) from None
+        specs.append(AnomalySpec(parts[0], weight, intensity))
+    return tuple(specs)
+
+
+_UNSET_TIME = datetime.min.replace(tzinfo=UTC)  # "end not given": same as time
 
 
 @dataclass(frozen=True)
 class Label:
-    """Ground truth for one injected anomaly."""
+    """Ground truth for one injected anomaly: a window of events of one entity.
 
-    index: int  #: 0-based position of the event in the generated stream
+    ``end`` and ``end_index`` default to ``time`` and ``index`` (a one-event anomaly).
+    """
+
+    index: int  #: 0-based position of the window's first event in the generated stream
     entity: str
-    time: datetime
+    time: datetime  #: event time where the window starts
     kind: str  #: event kind: trade, quote, metric
     anomaly: str  #: anomaly type name, see ANOMALY_TYPES
     detail: str  #: short human explanation, e.g. "price +3.1% off the walk"
+    end: datetime = _UNSET_TIME  #: event time where the window ends (inclusive)
+    end_index: int = -1  #: position of the window's last event (may be past a stream's end)
+
+    def __post_init__(self) -> None:
+        if self.end is _UNSET_TIME:
+            object.__setattr__(self, "end", self.time)
+        if self.end_index == -1:
+            object.__setattr__(self, "end_index", self.index)
+        if self.end < self.time:
+            raise ValueError(f"end must not be before time, got {self.end} < {self.time}")
+        if self.end_index < self.index:
+            raise ValueError(f"end_index must be >= index, got {self.end_index} < {self.index}")
 
     def to_json(self) -> str:
-        """One JSON object; ``time`` is RFC 3339 in UTC with a ``Z``."""
+        """One JSON object; ``time`` and ``end`` are RFC 3339 in UTC with a ``Z``."""
         return json.dumps(
             {
                 "index": self.index,
@@ -99,16 +291,16 @@ class Label:
                 "kind": self.kind,
                 "anomaly": self.anomaly,
                 "detail": self.detail,
+                "end": _rfc3339(self.end),
+                "end_index": self.end_index,
             }
         )
 
     @classmethod
     def from_json(cls, text: str) -> Label:
-        """Parse the output of :meth:`to_json`."""
+        """Parse the output of :meth:`to_json`; records without ``end`` are one event long."""
         data = json.loads(text)
-        moment = datetime.fromisoformat(data["time"])
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
+        moment = _parse_time(data["time"])
         return cls(
             index=int(data["index"]),
             entity=str(data["entity"]),
@@ -116,6 +308,8 @@ class Label:
             kind=str(data["kind"]),
             anomaly=str(data["anomaly"]),
             detail=str(data["detail"]),
+            end=_parse_time(data["end"]) if data.get("end") is not None else moment,
+            end_index=int(data["end_index"]) if data.get("end_index") is not None else -1,
         )
 
 
@@ -136,6 +330,11 @@ def read_labels(path: str | Path) -> list[Label]:
         return [Label.from_json(line) for line in source if line.strip()]
 
 
+def _parse_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
 def _rfc3339(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -144,6 +343,47 @@ def _rfc3339(moment: datetime) -> str:
 
 def _symbol_name(index: int) -> str:
     return _TICKERS[index] if index < len(_TICKERS) else f"SYM{index:04d}"
+
+
+@dataclass(eq=False)
+class _Episode:
+    """A multi-event anomaly under way on one symbol, until its window closes."""
+
+    name: str
+    detail: str
+    window_trades: int = 0  # trades in the window (trade-started types), the first included
+    trades: int = 1  # window trades printed so far
+    volatility: float = 1.0  # multiplies the walk's steps
+    below: tuple[float, ...] = ()  # flash crash: fraction below the walk, per window trade
+    falling: int = 0  # flash crash: trades on the way down
+    missing: int = 0  # stale feed: events of the symbol still to drop
+    missed: int = 0
+    last_print: datetime | None = None
+    waited_for: bool = False  # started inside the stream: its label is yielded
+    # filled in as the window unfolds
+    index: int = -1
+    time: datetime | None = None
+    kind: str = "trade"
+    slot: list[Any] = field(default_factory=list)  # the output entry the label goes into
+
+
+class _Draw(NamedTuple):
+    """What an injector gets for the event that starts an anomaly."""
+
+    walk: float  # the walk's price, after this event's step
+    strength: float  # drawn in the type's intensity range, times the intensity factor
+    direction: float  # uniform in [0, 1): up or down, buy or sell
+    moment: datetime
+    step: float  # this event's step of the log price (0 for a quote)
+    size_noise: float  # lognormal factor of a normal trade size
+    factor: float  # the market's intensity factor
+    extra: np.random.Generator  # for anything else an anomaly needs
+
+
+# An injector returns the event to print (None: the normal event, at the walk as it is
+# after the injector), the label's detail, and the episode of a multi-event anomaly.
+_Injected = tuple[Event | None, str, _Episode | None]
+_Injector = Callable[["_Symbol", _Draw], _Injected]
 
 
 @dataclass
@@ -157,17 +397,20 @@ class _Symbol:
     usual_lots: int  # median trade size in round lots of 100
     usual_spread_ticks: int
     seen: int = 0  # events generated so far for this symbol
+    episode: _Episode | None = None  # a multi-event anomaly under way
 
 
-# An injector gets (symbol state, walk price, magnitude draw in [0, 1), direction draw in
-# [0, 1), time, stream index) and returns the anomalous event and the label's detail.
-_Injector = Callable[["_Symbol", float, float, float, datetime], tuple[Event, str]]
+class _Menu(NamedTuple):
+    names: list[str]
+    cumulative: list[float]  # running sums of the weights
 
 
 class SyntheticMarket:
     """Deterministic stream of trades and quotes with injected, labelled anomalies.
 
-    Each call of :meth:`events` starts the stream afresh from ``seed``.
+    Each call of :meth:`events` starts the stream afresh from ``seed``. ``anomalies``
+    is the mix: None (the default three types), ``"all"``, a comma-separated string
+    (see :func:`parse_anomalies`), or names and :class:`AnomalySpec` items.
 
     >>> market = SyntheticMarket(symbols=3, seed=1, anomaly_rate=0.02, warmup_events=50)
     >>> stream = list(market.events(2000))
@@ -179,6 +422,10 @@ class SyntheticMarket:
     (35, 163, 'price_spike', 'price +2.5% off the walk (32.60 vs 31.82)')
     >>> stream == list(market.events(2000))  # same seed and parameters, same stream
     True
+    >>> shifts = SyntheticMarket(seed=1, anomaly_rate=0.01, anomalies="level_shift")
+    >>> label = next(label for _, label in shifts.events(5000) if label is not None)
+    >>> label.anomaly, label.end_index - label.index > 20, label.end > label.time
+    ('level_shift', True, True)
     """
 
     def __init__(
@@ -190,6 +437,8 @@ class SyntheticMarket:
         quote_ratio: float = 0.3,
         start: datetime | None = None,
         warmup_events: int = 200,
+        anomalies: str | Iterable[str | AnomalySpec] | None = None,
+        intensity: float = 1.0,
     ) -> None:
         if isinstance(symbols, bool) or not isinstance(symbols, int) or symbols < 1:
             raise ValueError(f"symbols must be an integer >= 1, got {symbols!r}")
@@ -207,6 +456,8 @@ class SyntheticMarket:
             raise ValueError(f"warmup_events must be an integer >= 0, got {warmup_events!r}")
         if warmup_events < 0:
             raise ValueError(f"warmup_events must be an integer >= 0, got {warmup_events!r}")
+        if not (math.isfinite(intensity) and intensity > 0):
+            raise ValueError(f"intensity must be a factor > 0, got {intensity!r}")
         self.symbols = symbols
         self.seed = seed
         self.anomaly_rate = anomaly_rate
@@ -214,13 +465,18 @@ class SyntheticMarket:
         self.quote_ratio = quote_ratio
         self.start = start
         self.warmup_events = warmup_events
+        self.anomalies = _mix(anomalies)
+        self.intensity = intensity
+        for spec in self.anomalies:
+            self._strength_range(spec)  # validates now, not when the first anomaly comes
 
     def __repr__(self) -> str:
         return (
             f"SyntheticMarket(symbols={self.symbols}, seed={self.seed}, "
             f"anomaly_rate={self.anomaly_rate}, events_per_second={self.events_per_second}, "
             f"quote_ratio={self.quote_ratio}, start={self.start!r}, "
-            f"warmup_events={self.warmup_events})"
+            f"warmup_events={self.warmup_events}, anomalies={self.anomalies!r}, "
+            f"intensity={self.intensity})"
         )
 
     @property
@@ -229,31 +485,69 @@ class SyntheticMarket:
         return [_symbol_name(i) for i in range(self.symbols)]
 
     def events(self, count: int | None = None) -> Iterator[tuple[Event, Label | None]]:
-        """Yield ``(event, label)`` pairs; ``label`` is None for normal events.
+        """Yield ``(event, label)`` pairs; ``label`` is None except on an anomaly's first event.
 
-        ``count=None`` yields forever. A shorter stream is a prefix of a longer one.
+        ``count=None`` yields forever. A shorter stream is a prefix of a longer one,
+        labels included (a label's window may run past the end of a finite stream).
         """
         if count is not None and (isinstance(count, bool) or count < 0):
             raise ValueError(f"count must be None or an integer >= 0, got {count!r}")
         return self._generate(count)
 
+    def _strength_range(self, spec: AnomalySpec) -> tuple[float, float]:
+        """(low, span) of the strength drawn before the intensity factor; validated."""
+        anomaly = _CATALOGUE[spec.name]
+        if spec.intensity is None:
+            low, span = anomaly.low, anomaly.span
+        else:
+            low, span = spec.intensity[0], spec.intensity[1] - spec.intensity[0]
+        lowest, highest = low * self.intensity, (low + span) * self.intensity
+        floor, ceiling = anomaly.limits
+        if lowest < floor or highest > ceiling:
+            raise ValueError(
+                f"anomalies: {spec.name} intensity {low:g}-{low + span:g} times the intensity "
+                f"factor {self.intensity:g} gives {lowest:g}-{highest:g} ({anomaly.unit}), "
+                f"outside {floor:g}-{ceiling:g}"
+            )
+        return low, span
+
+    def _menu(self, kind: Kind) -> _Menu:
+        weights = {spec.name: spec.weight for spec in self.anomalies}
+        names = [a.name for a in ANOMALY_TYPES if a.name in weights and kind in a.kinds]
+        running, cumulative = 0.0, []
+        for name in names:
+            running += weights[name]
+            cumulative.append(running)
+        return _Menu(names, cumulative)
+
     def _generate(self, count: int | None) -> Iterator[tuple[Event, Label | None]]:
         rng = np.random.default_rng(self.seed)
+        # Anomalies draw their extra parameters from a stream of their own, so that the
+        # main draws, and the default stream, do not depend on the mix.
+        extra = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(1,)))
         book = self._symbols(rng)
         names = [s.name for s in book]
         start = self.start or DEFAULT_START
-        trade_anomalies = [a.name for a in ANOMALY_TYPES if a.kind == "trade"]
-        quote_anomalies = [a.name for a in ANOMALY_TYPES if a.kind == "quote"]
+        menus = {False: self._menu("trade"), True: self._menu("quote")}
+        strength = {spec.name: self._strength_range(spec) for spec in self.anomalies}
+        factor = self.intensity
         injectors: dict[str, _Injector] = {
-            a.name: getattr(self, f"_inject_{a.name}") for a in ANOMALY_TYPES
+            spec.name: getattr(self, f"_inject_{spec.name}") for spec in self.anomalies
         }
         volatility = np.array([s.volatility for s in book])
         mean_gap_us = 1e6 / self.events_per_second
         anomaly_rate, quote_ratio, warmup = self.anomaly_rate, self.quote_ratio, self.warmup_events
+        # Events wait here while an anomaly that starts at or before them is under way,
+        # so that its label is complete when it is yielded. Past the end of a finite
+        # stream, generation goes on (nothing yielded) until those windows close, with
+        # everything a longer stream would do, so that their indexes are the same.
+        held: deque[list[Any]] = deque()
+        waiting_for_index: list[_Episode] = []  # stale feeds whose window start is not out yet
+        under_way = 0
         offset_us = 0
         index = 0
         exp = math.exp
-        while count is None or index < count:
+        while True:
             # Draw a whole block at once: numpy per call is slow, per array it is cheap.
             gaps = np.maximum(np.rint(rng.exponential(mean_gap_us, _BLOCK)), 1).astype(np.int64)
             times = (np.cumsum(gaps) + offset_us).tolist()
@@ -272,44 +566,127 @@ class SyntheticMarket:
             magnitude = rng.random(_BLOCK).tolist()
             direction = rng.random(_BLOCK).tolist()
             for j, s in enumerate(which.tolist()):
-                if count is not None and index >= count:
+                in_stream = count is None or index < count
+                if not (in_stream or under_way):
+                    while held:
+                        done = held.popleft()
+                        yield done[0], done[1]
                     return
                 sym = book[s]
                 moment = start + timedelta(microseconds=times[j])
                 quote = is_quote[j]
+                episode = sym.episode
+                if episode is not None and episode.missing:  # stale feed: nothing printed
+                    if not quote:  # the market moves on, unseen
+                        sym.log_price += steps[j] - _PULL * (sym.log_price - sym.base_log_price)
+                    if not episode.missed:
+                        episode.time = moment
+                        waiting_for_index.append(episode)
+                    episode.missed += 1
+                    episode.missing -= 1
+                    continue
                 if not quote:
-                    sym.log_price += steps[j] - _PULL * (sym.log_price - sym.base_log_price)
+                    step = steps[j] if episode is None else steps[j] * episode.volatility
+                    sym.log_price += step - _PULL * (sym.log_price - sym.base_log_price)
                 walk = exp(sym.log_price)
                 label: Label | None = None
-                event: Event
-                if anomalous[j] and sym.seen >= warmup:
-                    menu = quote_anomalies if quote else trade_anomalies
-                    name = menu[int(type_draw[j] * len(menu))]
-                    event, detail = injectors[name](sym, walk, magnitude[j], direction[j], moment)
-                    label = Label(index, names[s], moment, event.kind, name, detail)
-                elif quote:
-                    ticks = sym.usual_spread_ticks + wider[j]
-                    bid_ticks = round(walk / _TICK) - ticks // 2
-                    event = Quote(
-                        symbol=names[s],
-                        bid=bid_ticks / 100,
-                        ask=(bid_ticks + ticks) / 100,
-                        bid_size=100.0 * bid_lots[j],
-                        ask_size=100.0 * ask_lots[j],
-                        time=moment,
-                    )
-                else:
-                    event = Trade(
-                        symbol=names[s],
-                        price=round(walk, 2),
-                        size=100.0 * max(1, round(sym.usual_lots * size_noise[j])),
-                        side=_SIDES[sides[j]],
-                        venue=_VENUES[venues[j]],
-                        time=moment,
-                    )
+                event: Event | None = None
+                started: _Episode | None = None
+                if episode is not None:
+                    if episode.below:
+                        event = self._crash_print(
+                            episode, sym, walk, quote, moment, size_noise[j], venues[j],
+                            bid_lots[j], ask_lots[j],
+                        )  # fmt: skip
+                elif anomalous[j] and sym.seen >= warmup and menus[quote].names:
+                    menu = menus[quote]
+                    pick = bisect_right(menu.cumulative, type_draw[j] * menu.cumulative[-1])
+                    name = menu.names[min(pick, len(menu.names) - 1)]
+                    low, span = strength[name]
+                    draw = _Draw(
+                        walk, (low + span * magnitude[j]) * factor, direction[j], moment,
+                        0.0 if quote else steps[j], size_noise[j], factor, extra,
+                    )  # fmt: skip
+                    event, detail, started = injectors[name](sym, draw)
+                    if started is None:
+                        if event is None:  # pragma: no cover - one-event types print their own
+                            raise AssertionError(f"{name} returned no event")
+                        label = Label(index, names[s], moment, event.kind, name, detail)
+                    else:
+                        walk = exp(sym.log_price)  # the injector may have moved the walk
+                if event is None:
+                    if quote:
+                        ticks = sym.usual_spread_ticks + wider[j]
+                        bid_ticks = round(walk / _TICK) - ticks // 2
+                        event = Quote(
+                            symbol=names[s],
+                            bid=bid_ticks / 100,
+                            ask=(bid_ticks + ticks) / 100,
+                            bid_size=100.0 * bid_lots[j],
+                            ask_size=100.0 * ask_lots[j],
+                            time=moment,
+                        )
+                    else:
+                        event = Trade(
+                            symbol=names[s],
+                            price=round(walk, 2),
+                            size=100.0 * max(1, round(sym.usual_lots * size_noise[j])),
+                            side=_SIDES[sides[j]],
+                            venue=_VENUES[venues[j]],
+                            time=moment,
+                        )
+                if waiting_for_index:
+                    for waiting in waiting_for_index:
+                        waiting.index = index
+                    waiting_for_index.clear()
                 sym.seen += 1
+                if started is None and episode is None and not held:  # the common case
+                    if in_stream:
+                        yield event, label
+                    index += 1
+                    continue
+                slot: list[Any] = [event, label]
+                if started is not None:
+                    sym.episode = started
+                    if in_stream:  # past the end, anomalies go on only to keep indexes right
+                        started.waited_for = True
+                        under_way += 1
+                    started.slot = slot
+                    slot[1] = started
+                    if started.missing:  # a stale feed starts after this, its last print
+                        started.last_print = moment
+                    else:
+                        started.index, started.time, started.kind = index, moment, event.kind
+                elif episode is not None:
+                    if not quote:
+                        episode.trades += 1
+                    if episode.last_print is not None or episode.trades >= episode.window_trades:
+                        self._close(episode, names[s], event, index)
+                        sym.episode = None
+                        under_way -= episode.waited_for
+                if in_stream:
+                    held.append(slot)
+                    while held and not isinstance(held[0][1], _Episode):
+                        done = held.popleft()
+                        yield done[0], done[1]
                 index += 1
-                yield event, label
+
+    @staticmethod
+    def _close(episode: _Episode, entity: str, event: Event, index: int) -> None:
+        """Turn a finished episode into its label, in the output slot it started in."""
+        if episode.last_print is not None:  # stale feed: the gap ends with this event
+            episode.kind = event.kind
+            gap = (event.time - episode.last_print).total_seconds()
+            episode.detail = (
+                f"no events for {gap:.2f} s ({episode.missed} missed), "
+                f"first after the gap at {_rfc3339(event.time)}"
+            )
+        assert episode.time is not None
+        label = Label(
+            episode.index, entity, episode.time, episode.kind, episode.name, episode.detail,
+            end=event.time, end_index=index,
+        )  # fmt: skip
+        episode.slot[1] = label
 
     def _symbols(self, rng: np.random.Generator) -> list[_Symbol]:
         n = self.symbols
@@ -333,16 +710,48 @@ class SyntheticMarket:
             )
         return book
 
+    @staticmethod
+    def _crash_print(
+        episode: _Episode,
+        sym: _Symbol,
+        walk: float,
+        quote: bool,
+        moment: datetime,
+        size_noise: float,
+        venue: int,
+        bid_lots: int,
+        ask_lots: int,
+    ) -> Event:
+        """A trade or quote of a symbol in a flash crash, below its walk."""
+        if quote:
+            low = walk * (1 - episode.below[episode.trades - 1])
+            ticks = sym.usual_spread_ticks * _CRASH_SPREAD
+            bid_ticks = round(low / _TICK) - ticks // 2
+            return Quote(
+                symbol=sym.name,
+                bid=bid_ticks / 100,
+                ask=(bid_ticks + ticks) / 100,
+                bid_size=100.0 * bid_lots,
+                ask_size=100.0 * ask_lots,
+                time=moment,
+            )
+        k = episode.trades  # position of this trade in the window, 0-based
+        return Trade(
+            symbol=sym.name,
+            price=round(walk * (1 - episode.below[k]), 2),
+            size=100.0 * max(1, round(sym.usual_lots * size_noise * _CRASH_SIZE)),
+            side="sell" if k < episode.falling else "buy",
+            venue=_VENUES[venue],
+            time=moment,
+        )
+
     # -- the anomaly catalogue: one _inject_<name> per ANOMALY_TYPES entry -------------
 
-    def _inject_price_spike(
-        self, sym: _Symbol, walk: float, magnitude: float, direction: float, moment: datetime
-    ) -> tuple[Event, str]:
-        jump = 0.02 + 0.03 * magnitude
-        ref_ticks = round(walk / _TICK)
-        # Round the jump away from the walk so the printed move is never below 2%.
-        jump_ticks = math.ceil(ref_ticks * jump)
-        sign = 1 if direction >= 0.5 else -1
+    def _inject_price_spike(self, sym: _Symbol, draw: _Draw) -> _Injected:
+        ref_ticks = round(draw.walk / _TICK)
+        # Round the jump away from the walk so the printed move is never below the range.
+        jump_ticks = math.ceil(ref_ticks * draw.strength)
+        sign = 1 if draw.direction >= 0.5 else -1
         price = (ref_ticks + sign * jump_ticks) / 100
         ref = ref_ticks / 100
         event = Trade(
@@ -351,40 +760,113 @@ class SyntheticMarket:
             size=100.0 * sym.usual_lots,
             side="buy" if sign > 0 else "sell",
             venue=_VENUES[0],
-            time=moment,
+            time=draw.moment,
         )
-        return event, f"price {price / ref - 1:+.1%} off the walk ({price:.2f} vs {ref:.2f})"
+        return event, f"price {price / ref - 1:+.1%} off the walk ({price:.2f} vs {ref:.2f})", None
 
-    def _inject_size_burst(
-        self, sym: _Symbol, walk: float, magnitude: float, direction: float, moment: datetime
-    ) -> tuple[Event, str]:
+    def _inject_size_burst(self, sym: _Symbol, draw: _Draw) -> _Injected:
         usual = 100 * sym.usual_lots
-        factor = 30.0 + 70.0 * magnitude
-        size = 100.0 * round(usual * factor / 100)
+        size = 100.0 * round(usual * draw.strength / 100)
         event = Trade(
             symbol=sym.name,
-            price=round(walk, 2),
+            price=round(draw.walk, 2),
             size=size,
-            side="buy" if direction >= 0.5 else "sell",
+            side="buy" if draw.direction >= 0.5 else "sell",
             venue=_VENUES[0],
-            time=moment,
+            time=draw.moment,
         )
-        return event, f"size {size / usual:.0f}x usual ({size:.0f} vs {usual})"
+        return event, f"size {size / usual:.0f}x usual ({size:.0f} vs {usual})", None
 
-    def _inject_spread_blowout(
-        self, sym: _Symbol, walk: float, magnitude: float, direction: float, moment: datetime
-    ) -> tuple[Event, str]:
+    def _inject_spread_blowout(self, sym: _Symbol, draw: _Draw) -> _Injected:
         usual = sym.usual_spread_ticks
-        ticks = math.ceil(usual * (20.0 + 30.0 * magnitude))
-        bid_ticks = round(walk / _TICK) - ticks // 2
+        ticks = math.ceil(usual * draw.strength)
+        bid_ticks = round(draw.walk / _TICK) - ticks // 2
         event = Quote(
             symbol=sym.name,
             bid=bid_ticks / 100,
             ask=(bid_ticks + ticks) / 100,
             bid_size=100.0,
             ask_size=100.0,
-            time=moment,
+            time=draw.moment,
         )
-        return event, (
-            f"spread {ticks / usual:.0f}x normal ({ticks * _TICK:.2f} vs {usual * _TICK:.2f})"
+        detail = f"spread {ticks / usual:.0f}x normal ({ticks * _TICK:.2f} vs {usual * _TICK:.2f})"
+        return event, detail, None
+
+    def _inject_level_shift(self, sym: _Symbol, draw: _Draw) -> _Injected:
+        sign = 1 if draw.direction >= 0.5 else -1
+        shift = math.log1p(sign * draw.strength)
+        sym.log_price += shift
+        sym.base_log_price += shift  # the new level is where the walk reverts to from now on
+        after = math.exp(sym.log_price)
+        detail = (
+            f"walk {sign * draw.strength:+.1%} ({draw.walk:.2f} to {after:.2f}) and stays; "
+            f"window {_SHIFT_WINDOW_TRADES} trades"
         )
+        return None, detail, _Episode("level_shift", detail, window_trades=_SHIFT_WINDOW_TRADES)
+
+    def _inject_volatility_burst(self, sym: _Symbol, draw: _Draw) -> _Injected:
+        trades = int(draw.extra.integers(_BURST_TRADES[0], _BURST_TRADES[1] + 1))
+        sym.log_price += draw.step * (draw.strength - 1)  # this trade is the burst's first
+        detail = f"volatility {draw.strength:.1f}x for {trades} trades"
+        episode = _Episode(
+            "volatility_burst", detail, window_trades=trades, volatility=draw.strength
+        )
+        return None, detail, episode
+
+    def _inject_flash_crash(self, sym: _Symbol, draw: _Draw) -> _Injected:
+        down = int(draw.extra.integers(_CRASH_DOWN_TRADES[0], _CRASH_DOWN_TRADES[1] + 1))
+        up = int(draw.extra.integers(_CRASH_UP_TRADES[0], _CRASH_UP_TRADES[1] + 1))
+        depth = draw.strength
+        below = tuple(depth * k / down for k in range(1, down + 1)) + tuple(
+            depth * (1 - k / (up + 1)) for k in range(1, up + 1)
+        )
+        detail = f"price down {depth:.1%} over {down} trades, back over {up} more"
+        episode = _Episode(
+            "flash_crash", detail, window_trades=len(below), below=below, falling=down, trades=0
+        )
+        event = self._crash_print(
+            episode, sym, draw.walk, False, draw.moment, draw.size_noise, 0, 1, 1
+        )
+        episode.trades = 1  # this trade is the window's first
+        return event, detail, episode
+
+    def _inject_stale_feed(self, sym: _Symbol, draw: _Draw) -> _Injected:
+        missing = max(1, round(draw.strength))
+        return None, "", _Episode("stale_feed", "", missing=missing)
+
+    def _inject_fat_finger(self, sym: _Symbol, draw: _Draw) -> _Injected:
+        usual = 100 * sym.usual_lots
+        ref_ticks = round(draw.walk / _TICK)
+        ref = ref_ticks / 100
+        if draw.extra.random() < 0.5:
+            sign = 1 if draw.direction >= 0.5 else -1
+            price = (ref_ticks + sign * math.ceil(ref_ticks * draw.strength)) / 100
+            size = float(usual)
+            detail = f"price {price / ref - 1:+.1%} off the walk ({price:.2f} vs {ref:.2f})"
+        else:
+            price = ref
+            size = 100.0 * max(1, round(usual * _FAT_FINGER_SIZE * draw.factor / 100))
+            detail = f"size {size / usual:.0f}x usual ({size:.0f} vs {usual})"
+        event = Trade(
+            symbol=sym.name,
+            price=price,
+            size=size,
+            side="buy" if draw.direction >= 0.5 else "sell",
+            venue=_VENUES[0],
+            time=draw.moment,
+        )
+        return event, detail, None
+
+
+def _mix(anomalies: str | Iterable[str | AnomalySpec] | None) -> tuple[AnomalySpec, ...]:
+    if anomalies is None:
+        return DEFAULT_ANOMALIES
+    if isinstance(anomalies, str):
+        specs = parse_anomalies(anomalies)
+    else:
+        specs = tuple(a if isinstance(a, AnomalySpec) else AnomalySpec(a) for a in anomalies)
+    seen = [spec.name for spec in specs]
+    duplicates = sorted({name for name in seen if seen.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"anomalies: {', '.join(duplicates)} given more than once")
+    return specs
