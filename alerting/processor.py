@@ -11,10 +11,10 @@ after a crash between the snapshot and the offset commit) are skipped, so nothin
 learned twice and decisions stay identical to an uninterrupted run.
 
 >>> from alerting.detectors import RollingZScore
->>> from alerting.policy import CooldownPolicy
+>>> from alerting.policy import AlertPolicy
 >>> from alerting.thresholds import FixedThreshold
 >>> from alerting.events import Metric
->>> proc = Processor(RollingZScore(window=32), CooldownPolicy(), FixedThreshold(6.0), warmup=10)
+>>> proc = Processor(RollingZScore(window=32), AlertPolicy(), FixedThreshold(6.0), warmup=10)
 >>> alerts = [a for i in range(40)
 ...           for a in proc.process(Metric(entity="cpu", values={"load": 1.0 + (i % 3) * 0.01},
 ...                                        time=i))]
@@ -27,14 +27,16 @@ learned twice and decisions stay identical to an uninterrupted run.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
-from alerting.alerts import DRIFT, FIRING, Alert, SourcePosition
+from alerting.alerts import DRIFT, FIRING, RESOLVED, Alert, SourcePosition, rfc3339
 from alerting.detectors import Detector, model_version
 from alerting.drift import Challenger, Drift, DriftMonitor
 from alerting.events import Event, Trade
+from alerting.explain import explain as explain_features
 from alerting.features import extract
-from alerting.policy import CooldownPolicy
+from alerting.policy import AlertPolicy, Decision
 from alerting.state import ColdStore, EntityState, EntityStore, SnapshotCodec, config_hash
 from alerting.thresholds import Threshold
 
@@ -47,7 +49,7 @@ class Processor:
     def __init__(
         self,
         template: Detector,
-        policy: CooldownPolicy,
+        policy: AlertPolicy,
         threshold: Threshold,
         warmup: int = 50,
         max_entities: int = 100_000,
@@ -110,7 +112,8 @@ class Processor:
             "warmup": self.warmup,
             "drift": None if self.drift is None else self.drift.params(),
             "drift_action": [self.drift_action, self.challenger_events],
-            "features": 2,  # bump when alerting.features changes what it computes
+            "features": 3,  # bump when alerting.features changes what it computes
+            "policy_state": 2,  # bump when PolicyState / EntityState.stats change layout
         }
 
     def codec(self) -> SnapshotCodec:
@@ -175,6 +178,7 @@ class Processor:
         self.processed[event.kind] += 1
         if state.seen <= self.warmup:
             model.learn_one(x)
+            state.stats.update(x)
             if state.seen == self.warmup:
                 self.warming_up -= 1
             return []
@@ -190,15 +194,27 @@ class Processor:
         flagged = score >= threshold
         self.score_ratios.append(score / threshold if threshold > 0 else 0.0)
         state.threshold.update(score)
-        severity = None
-        if flagged:
-            before = state.policy.suppressed
-            severity = self.policy.evaluate(state.policy, score, threshold, timestamp)
-            if severity is None and state.policy.suppressed != before:
-                self.suppressed["cooldown"] += 1
+        decision = self.policy.evaluate(state.policy, score, threshold, timestamp, event.kind)
+        if decision.suppressed is not None:
+            self.suppressed[decision.suppressed] += 1
+        severity = decision.severity if decision.notification is not None else None
         # explain against the state the score was computed on, i.e. before learning x
         explain = getattr(model, "explain_one", None) if severity is not None else None
         contributions: dict[str, float] = explain(x) if explain is not None else {}
+        explanation = (
+            explain_features(
+                state.stats,
+                x,
+                contributions,
+                event.entity,
+                event.kind,
+                severity,
+                getattr(model, "score_unit", ""),
+            )
+            if severity is not None
+            else None
+        )
+        state.stats.update(x)
         if flagged and self.protect and state.consecutive_flags < self.protect_max_consecutive:
             state.consecutive_flags += 1  # protected: a lasting change is learned after a while
         else:
@@ -207,34 +223,89 @@ class Processor:
         if state.challenger is not None:
             self._challenge(state, x, flagged, threshold)
         alerts = [] if not drifted else [self._drifted(event, state, drifted, x, source)]
-        if severity is None:
+        if decision.resolved:
+            alerts.append(self._resolved(event, decision, score, x, source))
+        if severity is None or explanation is None:
             return alerts
-        alerts.append(
-            Alert(
-                type=FIRING,
-                entity=event.entity,
-                time=event.time,
-                score=score,
-                threshold=threshold,
-                severity=severity,
-                detector=model.name,
-                model_version=self.model_version,
-                features=x,
-                contributions=contributions,
-                summary=summarize(
-                    event,
-                    x,
-                    contributions,
-                    severity,
-                    score,
-                    threshold,
-                    getattr(model, "score_unit", ""),
-                ),
-                source=source,
-                kind=event.kind,
-            )
+        episode = decision.episode
+        assert episode is not None and decision.notification is not None
+        details = {
+            "status": "firing",
+            "notification": decision.notification,
+            "firing_id": episode.firing_id,
+            "started_at": rfc3339(_utc(episode.started_at)),
+            "explanation": explanation,
+        }
+        alert = Alert(
+            type=FIRING,
+            entity=event.entity,
+            time=event.time,
+            score=score,
+            threshold=decision.threshold,
+            severity=severity,
+            detector=model.name,
+            model_version=self.model_version,
+            features=x,
+            contributions=contributions,
+            summary=summarize(event, explanation["summary"]),
+            source=source,
+            kind=event.kind,
+            details=details,
         )
+        if decision.notification == "new":
+            episode.firing_id = details["firing_id"] = alert.id
+        alerts.append(alert)
         return alerts
+
+    def _resolved(
+        self,
+        event: Event,
+        decision: Decision,
+        score: float,
+        x: dict[str, float],
+        source: SourcePosition | None,
+    ) -> Alert:
+        """The resolved CloudEvent of the episode this event closed."""
+        episode = decision.episode
+        assert episode is not None and decision.severity is not None
+        duration = round(event.timestamp - episode.started_at, 6)  # event times are in µs
+        started = rfc3339(_utc(episode.started_at))
+        return Alert(
+            type=RESOLVED,
+            entity=event.entity,
+            time=event.time,
+            score=score,
+            threshold=decision.threshold,
+            severity=decision.severity,
+            detector=self.template.name,
+            model_version=self.model_version,
+            features=x,
+            contributions={},
+            summary=f"{event.entity} {event.kind} back to normal after {duration:.3g}s "
+            f"(since {started}, {decision.severity}) [resolved]",
+            source=source,
+            kind=event.kind,
+            details={
+                "status": "resolved",
+                "firing_id": episode.firing_id,
+                "started_at": started,
+                "duration_s": duration,
+            },
+        )
+
+    def apply_penalty(
+        self, entity: str, threshold_factor: float, mute_s: float, duration_s: float
+    ) -> bool:
+        """Feedback on an entity: multiply its threshold by ``threshold_factor`` (≥ 1) for
+        ``duration_s`` of its event time, and hold back its firing alerts for ``mute_s``
+        (counted as suppressed, reason ``feedback_mute``), both from the newest event time
+        of the entity. Replaces its previous penalty; kept in its snapshot. False if the
+        entity was never seen. Call from the consume-loop thread."""
+        state = self.store.find(entity)
+        if state is None:
+            return False
+        self.policy.penalize(state.policy, state.last_seen, threshold_factor, mute_s, duration_s)
+        return True
 
     def _challenge(
         self, state: EntityState, x: dict[str, float], live_flagged: bool, threshold: float
@@ -309,20 +380,14 @@ class Processor:
         )
 
 
-def summarize(
-    event: Event,
-    features: dict[str, float],
-    contributions: dict[str, float],
-    severity: str,
-    score: float,
-    threshold: float,
-    unit: str = "",
-) -> str:
-    """One line a person can read in a notification."""
-    top = sorted(contributions.items(), key=lambda kv: -abs(kv[1]))[:3]
-    reasons = ", ".join(f"{name} {features[name]:+.4g} ({z:+.3g}{unit})" for name, z in top)
-    if not reasons:
-        reasons = ", ".join(f"{name} {value:+.4g}" for name, value in list(features.items())[:3])
-        reasons = f"score {score:.3g} ≥ {threshold:.3g}: {reasons}"
+def summarize(event: Event, explained: str) -> str:
+    """One line a person can read in a notification: the event, then its explanation's
+    summary (``AAPL trade 100 @ 191.2: price +3.4% vs band ±0.2%, ... [critical]``)."""
+    prefix = f"{event.entity} {event.kind} "
+    reasons = explained[len(prefix) :] if explained.startswith(prefix) else explained
     what = f"trade {event.size:g} @ {event.price:g}" if isinstance(event, Trade) else event.kind
-    return f"{event.entity} {what}: {reasons} [{severity}]"
+    return f"{event.entity} {what}: {reasons}"
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)

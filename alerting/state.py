@@ -1,8 +1,9 @@
 """Per-entity state: bounded in memory, snapshotted to a changelog, restored after a crash.
 
 An entity's :class:`EntityState` holds everything decisions depend on (feature memory,
-the detector, the threshold, the policy's memory, how many events it has seen, and the
-position of the last source record it includes). :class:`EntityStore` keeps at most
+the detector, the threshold, the policy's memory of open alert episodes and feedback
+penalties, running feature statistics for explanations, how many events it has seen, and
+the position of the last source record it includes). :class:`EntityStore` keeps at most
 ``max_live`` of them as live objects (least recently used first out) and moves entities
 idle for ``idle_ttl_s`` of *event time* out too. An entity moved out is serialised into
 a :class:`ColdStore` (on disk in the service) and comes back exactly as it was.
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from alerting.detectors.base import Detector
+from alerting.explain import FeatureStats
 from alerting.features import FeatureState
 from alerting.policy import PolicyState
 
@@ -82,6 +84,7 @@ class EntityState:
         "partition",
         "policy",
         "seen",
+        "stats",
         "threshold",
     )
 
@@ -92,6 +95,7 @@ class EntityState:
         self.challenger: Any = None  # a model trained beside this one after a drift
         self.features = FeatureState()
         self.policy = PolicyState()
+        self.stats = FeatureStats()  # usual range of each feature, for explanations
         self.seen = 0
         self.consecutive_flags = 0
         self.last_seen = 0.0  # event time of the newest event learned
@@ -103,6 +107,7 @@ class EntityState:
 
     def __setstate__(self, values: dict[str, Any]) -> None:
         self.drift = self.challenger = None  # absent from older snapshots
+        self.stats = FeatureStats()
         for name, value in values.items():
             setattr(self, name, value)
 
@@ -311,6 +316,22 @@ class EntityStore:
             if len(live) >= self.max_live:
                 self._evict(next(iter(live)))
             live[entity] = state
+            if self.on_enter is not None:
+                self.on_enter(state)
+        self._dirty.add(entity)
+        return state
+
+    def find(self, entity: str) -> EntityState | None:
+        """The entity's state if it was ever seen (live, or brought back from cold), else
+        None; marks it changed. Unlike :meth:`get`, never creates a state."""
+        state = self._live.get(entity)
+        if state is None:
+            state = self._load(entity)
+            if state is None:
+                return None
+            if len(self._live) >= self.max_live:
+                self._evict(next(iter(self._live)))
+            self._live[entity] = state
             if self.on_enter is not None:
                 self.on_enter(state)
         self._dirty.add(entity)

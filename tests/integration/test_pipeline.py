@@ -40,7 +40,10 @@ def test_synthetic_replay_alerts_on_injected_anomalies(stack: Stack, tmp_path: P
     labels = read_labels(labels_file)
     assert len(labels) >= 10
 
-    service = stack.start("run", ALERTING__POLICY__COOLDOWN_S="0")
+    # every breaching event notifies (as the old zero cooldown did); episodes still resolve
+    service = stack.start(
+        "run", ALERTING__POLICY__REPEAT_INTERVAL_S="0", ALERTING__POLICY__RESOLVE_AFTER_S="0"
+    )
     try:
         ends = stack.log_end(stack.events)
         assert sum(ends.values()) == 12000
@@ -59,11 +62,26 @@ def test_synthetic_replay_alerts_on_injected_anomalies(stack: Stack, tmp_path: P
     )
     assert processed == 12000
 
-    alerts = alerts_json(stack.read_all(stack.alerts))
-    assert alerts, stack.log()
-    for alert in alerts:
+    published = alerts_json(stack.read_all(stack.alerts))
+    assert published, stack.log()
+    for alert in published:
         assert alert["specversion"] == "1.0"
         assert alert["data"]["source"]["topic"] == stack.events
+    alerts = [a for a in published if a["type"] == "io.alerting.anomaly.firing"]
+    resolved = [a for a in published if a["type"] == "io.alerting.anomaly.resolved"]
+    # the lifecycle end to end: each resolved alert ends an episode whose first firing
+    # alert was published before it, for the same entity and event kind
+    firing_by_id = {a["id"]: a for a in alerts}
+    assert resolved, stack.log()
+    for r in resolved:
+        first = firing_by_id[r["data"]["firing_id"]]
+        assert (first["subject"], first["data"]["event_kind"]) == (
+            r["subject"],
+            r["data"]["event_kind"],
+        )
+        assert _ts(r["data"]["started_at"]) <= _ts(first["time"]) <= _ts(r["time"])
+        assert r["data"]["duration_s"] >= 0
+    assert all(a["data"]["explanation"]["summary"] for a in alerts)
 
     # an alert belongs to an injected anomaly if it is on the labelled event or on the
     # same entity within the next second of event time (a spike's reversion trade)

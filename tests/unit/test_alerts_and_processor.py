@@ -14,7 +14,7 @@ import pytest
 from alerting.alerts import CE_SOURCE, FIRING, RESOLVED, Alert, SourcePosition, alert_id, rfc3339
 from alerting.detectors import Detector, RollingZScore, model_version
 from alerting.events import Event, Metric, Trade
-from alerting.policy import CooldownPolicy
+from alerting.policy import AlertPolicy
 from alerting.processor import Processor
 from alerting.thresholds import FixedThreshold
 
@@ -145,7 +145,7 @@ def load_events(
 def zscore_processor(warmup: int = 10, **kwargs: int) -> Processor:
     return Processor(
         RollingZScore(window=32, min_history=4),
-        CooldownPolicy(critical_factor=2.0, cooldown_s=0.0),
+        AlertPolicy(critical_factor=2.0, repeat_interval_s=0.0, resolve_after_s=0.0, inhibit=False),
         FixedThreshold(6.0),
         warmup=warmup,
         **kwargs,
@@ -224,7 +224,7 @@ def test_alert_explanation_matches_the_score_it_explains() -> None:
 def test_warning_below_critical_factor() -> None:
     proc = Processor(
         RollingZScore(window=32, min_history=4),
-        CooldownPolicy(critical_factor=1e6, cooldown_s=0.0),
+        AlertPolicy(critical_factor=1e6),
         FixedThreshold(6.0),
         warmup=10,
     )
@@ -242,13 +242,15 @@ def test_trade_summary_names_price_and_size() -> None:
     assert len(alerts) == 1
     assert alerts[0].kind == "trade"
     assert alerts[0].summary.startswith("AAPL trade 100 @ ")
-    assert "log_return" in alerts[0].summary
+    # the price move in words, against the usual range of the entity's returns
+    assert re.search(r": price \+\d+(\.\d+)?% vs band ±[\d.e-]+%", alerts[0].summary)
+    assert alerts[0].to_cloudevent()["data"]["explanation"]["top"][0] == "log_return"
 
 
-def test_cooldown_suppressions_are_counted() -> None:
+def test_repeat_interval_suppressions_are_counted() -> None:
     proc = Processor(
         RollingZScore(window=32, min_history=4),
-        CooldownPolicy(cooldown_s=100.0),
+        AlertPolicy(repeat_interval_s=100.0, resolve_after_s=100.0),
         FixedThreshold(6.0),
         warmup=5,
     )
@@ -256,7 +258,7 @@ def test_cooldown_suppressions_are_counted() -> None:
         proc.process(event)
     assert len(proc.process(Metric(entity="cpu", values={"load": 50.0}, time=20))) == 1
     assert proc.process(Metric(entity="cpu", values={"load": 500.0}, time=21)) == []
-    assert proc.suppressed["cooldown"] == 1
+    assert proc.suppressed == {"repeat_interval": 1}
 
 
 def test_processed_counts_by_kind() -> None:
@@ -345,19 +347,22 @@ class StubDetector:
 def test_processor_runs_any_detector() -> None:
     template = StubDetector(scale=2.0)
     assert isinstance(template, Detector)
-    proc = Processor(template, CooldownPolicy(cooldown_s=0.0), FixedThreshold(6.0), warmup=2)
+    proc = Processor(template, AlertPolicy(resolve_after_s=0.0), FixedThreshold(6.0), warmup=2)
     values = [1.0, 1.0, 1.0, 3.5, 2.0, -7.0]
     alerts = [
         a
         for i, v in enumerate(values)
         for a in proc.process(Metric(entity="m", values={"v": v}, time=i))
     ]
-    assert [(a.score, a.severity) for a in alerts] == [(7.0, "warning"), (14.0, "critical")]
+    # 7 fires; 4 is below the clear level (0.8 × 6) and resolves at once; 14 fires anew
+    assert [(a.type, a.score, a.severity) for a in alerts] == [
+        (FIRING, 7.0, "warning"), (RESOLVED, 4.0, "warning"), (FIRING, 14.0, "critical")
+    ]  # fmt: skip
     assert {a.detector for a in alerts} == {"stub"}
     assert alerts[0].model_version == model_version(template)
     assert alerts[0].model_version.startswith("stub@")
-    assert alerts[1].contributions == {"v": -14.0}
-    assert "m metric" in alerts[1].summary
+    assert alerts[2].contributions == {"v": -14.0}
+    assert "m metric" in alerts[2].summary
     # every event is scored before it is learned, on a per-entity clone, never the template
     assert template.learned == 0
     kinds = [entry[0] for entry in template.log]
@@ -367,7 +372,7 @@ def test_processor_runs_any_detector() -> None:
 
 def test_detector_clones_are_per_entity() -> None:
     template = StubDetector()
-    proc = Processor(template, CooldownPolicy(), FixedThreshold(6.0), warmup=0)
+    proc = Processor(template, AlertPolicy(), FixedThreshold(6.0), warmup=0)
     for i in range(3):
         proc.process(Metric(entity="x", values={"v": 0.0}, time=i))
     proc.process(Metric(entity="y", values={"v": 0.0}, time=3))
@@ -407,7 +412,7 @@ def test_different_model_gives_different_alert_ids() -> None:
     first = [a for e, s in stream for a in proc.process(e, s)]
     other = Processor(
         RollingZScore(window=31, min_history=4),
-        CooldownPolicy(cooldown_s=0.0),
+        AlertPolicy(repeat_interval_s=0.0, resolve_after_s=0.0, inhibit=False),
         FixedThreshold(6.0),
         warmup=20,
     )

@@ -15,7 +15,7 @@ from alerting.detectors import RollingZScore
 from alerting.errors import InvalidEvent
 from alerting.events import Metric, decode
 from alerting.metrics import Metrics
-from alerting.policy import CooldownPolicy
+from alerting.policy import AlertPolicy
 from alerting.processor import Processor
 from alerting.state import SnapshotCodec
 from alerting.thresholds import FixedThreshold
@@ -36,7 +36,7 @@ def make_processor(
 ) -> Processor:
     return Processor(
         RollingZScore(window=window, min_history=4),
-        CooldownPolicy(critical_factor=2.0, cooldown_s=2.0),
+        AlertPolicy(critical_factor=2.0, repeat_interval_s=2.0, resolve_after_s=2.0),
         FixedThreshold(6.0),
         warmup=WARMUP,
         max_entities=max_entities,

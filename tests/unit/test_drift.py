@@ -16,7 +16,7 @@ from alerting.detectors import RollingZScore
 from alerting.drift import DriftMonitor
 from alerting.events import Metric
 from alerting.metrics import Metrics
-from alerting.policy import CooldownPolicy
+from alerting.policy import AlertPolicy
 from alerting.processor import Processor
 from alerting.thresholds import FixedThreshold
 from consumers.runner import LoopConfig, Service
@@ -110,7 +110,7 @@ def test_errors_name_the_parameter(kwargs: dict[str, object], named: str) -> Non
 def processor(action: str) -> Processor:
     return Processor(
         RollingZScore(window=64, min_history=8),
-        CooldownPolicy(cooldown_s=0.0),
+        AlertPolicy(repeat_interval_s=0.0, resolve_after_s=0.0, inhibit=False),
         FixedThreshold(1e9),  # no anomaly alerts: only drift
         warmup=20,
         drift=DriftMonitor("adwin", features=True, min_interval_s=0),
@@ -179,7 +179,7 @@ def test_drift_metrics_are_flushed_per_batch() -> None:
 def challenger_processor(template: object, challenger_events: int = 300) -> Processor:
     return Processor(
         template,  # type: ignore[arg-type]
-        CooldownPolicy(cooldown_s=0.0),
+        AlertPolicy(repeat_interval_s=0.0, resolve_after_s=0.0, inhibit=False),
         FixedThreshold(4.0),
         warmup=20,
         drift=DriftMonitor("adwin", features=True, min_interval_s=0),

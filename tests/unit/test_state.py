@@ -18,7 +18,7 @@ import pytest
 from alerting.alerts import Alert, SourcePosition
 from alerting.detectors.zscore import RollingZScore
 from alerting.events import Metric
-from alerting.policy import CooldownPolicy
+from alerting.policy import AlertPolicy, Episode
 from alerting.processor import Processor
 from alerting.state import (
     FORMAT,
@@ -113,7 +113,10 @@ def test_round_trip_scores_and_learns_like_the_original(
     for x in stream[:cut]:
         step(original, x)
     original.partition, original.next_offset = 2, cut + 17
-    original.policy.last_fired = 123.5
+    original.policy.episodes["metric"] = Episode(123.5, "critical")
+    original.policy.episodes["metric"].firing_id = "f1"
+    original.policy.penalty_factor, original.policy.mute_until = 2.0, 130.0
+    original.stats.update({"load": 1.25})
     original.features.last_values = {"load": 1.25}
     original.consecutive_flags = 3
     original.last_seen = 1_700_000_000.5
@@ -123,9 +126,12 @@ def test_round_trip_scores_and_learns_like_the_original(
     assert copy is not original
     assert copy.model is not original.model
     for name in EntityState.__slots__:
-        if name not in ("model", "threshold", "features", "policy"):
+        if name not in ("model", "threshold", "features", "policy", "stats"):
             assert getattr(copy, name) == getattr(original, name), name
-    assert copy.policy.last_fired == 123.5
+    episode = copy.policy.episodes["metric"]
+    assert (episode.started_at, episode.severity, episode.firing_id) == (123.5, "critical", "f1")
+    assert (copy.policy.penalty_factor, copy.policy.mute_until) == (2.0, 130.0)
+    assert copy.stats.stats == original.stats.stats
     assert copy.features.last_values == {"load": 1.25}
     rest = stream[cut:]
     assert [step(copy, x) for x in rest] == [step(original, x) for x in rest]
@@ -626,7 +632,7 @@ def make_processor(
 ) -> Processor:
     return Processor(
         template if template is not None else detector(),
-        CooldownPolicy(critical_factor=2.0, cooldown_s=3.0),
+        AlertPolicy(critical_factor=2.0, repeat_interval_s=3.0, resolve_after_s=3.0),
         threshold if threshold is not None else FixedThreshold(4.0),
         warmup=warmup,
         max_entities=max_entities,
@@ -677,7 +683,10 @@ def final_states(processor: Processor, entities: set[str]) -> dict[str, tuple[ob
     for name in sorted(entities):
         s = processor.store.get(name, -1, 0.0)
         out[name] = (s.seen, s.next_offset, s.partition, s.consecutive_flags,
-                     s.policy.last_fired, s.threshold.value(), tuple(scores(s.model)))  # fmt: skip
+                     tuple((k, e.started_at, e.severity, e.notified, e.notified_at, e.firing_id)
+                           for k, e in s.policy.episodes.items()),
+                     tuple((k, tuple(v)) for k, v in s.stats.stats.items()),
+                     s.threshold.value(), tuple(scores(s.model)))  # fmt: skip
     return out
 
 
