@@ -26,8 +26,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from alerting.alerts import SourcePosition
+from alerting.alerts import Alert, SourcePosition
 from alerting.errors import InvalidEvent
 from alerting.events import decode
 from alerting.metrics import Metrics
@@ -36,6 +37,18 @@ from consumers.port import DeliveryError, InputRecord, Outgoing, Port
 from producers.dead_letters import dead_letter
 
 log = logging.getLogger(__name__)
+
+
+class AlertHook(Protocol):
+    """Silences and feedback (:class:`consumers.control.AlertControl`), on the loop's thread."""
+
+    def admit(self, alert: Alert) -> bool:
+        """Whether ``alert`` is published (False: silenced, counted by the hook)."""
+        ...
+
+    def end_batch(self, processor: Processor) -> None:
+        """Once per batch: flush counts, apply feedback penalties to ``processor``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +74,10 @@ class Service:
         config: LoopConfig,
         clock: Callable[[], float] = time.time,
         model_bytes: int = 0,
+        control: AlertHook | None = None,
     ) -> None:
         self.port = port
+        self.control = control
         self.processor = processor
         self.metrics = metrics
         self.config = config
@@ -101,6 +116,8 @@ class Service:
             self.stop.wait(cfg.retry_backoff_s)
             return 0
         if not records:
+            if self.control is not None:
+                self.control.end_batch(self.processor)  # penalties, even while idle
             if self._pending and time.monotonic() - self._last_checkpoint >= cfg.commit_interval_s:
                 self.checkpoint()  # idle: make what was processed durable
             self._update_lag()
@@ -124,6 +141,8 @@ class Service:
                 m.alerts.labels(type=alert_type, severity=severity).inc()
         self._pending.update(offsets)
         self.processor.end_batch()
+        if self.control is not None:
+            self.control.end_batch(self.processor)
         if time.monotonic() - self._last_checkpoint >= cfg.commit_interval_s:
             self.checkpoint()
         self._flush_counts()
@@ -205,6 +224,7 @@ class Service:
         alert_times: list[tuple[int, str, str]] = []
         offsets: dict[tuple[str, int], int] = {}
         invalid = self.metrics.events_invalid
+        admit = self.control.admit if self.control is not None else None
         for record in records:
             offsets[(record.topic, record.partition)] = record.offset + 1
             try:
@@ -229,6 +249,8 @@ class Service:
                 )
                 continue
             for alert in alerts:
+                if admit is not None and not admit(alert):
+                    continue  # silenced
                 outgoing.append(
                     Outgoing(
                         cfg.alerts_topic,

@@ -15,16 +15,20 @@ log = logging.getLogger(__name__)
 
 # compacted, and room for snapshots of large models (the producer allows as much)
 _CHANGELOG_CONFIG = {"cleanup.policy": "compact", "max.message.bytes": str(16 * 1024 * 1024)}
+# the silences control topic: the last record per silence id is the silence
+_SILENCES_CONFIG = {"cleanup.policy": "compact"}
 
 
 def ensure_topics(settings: Settings, names: list[str] | None = None) -> None:
-    """Create missing topics (default: events, alerts, dead letters, changelog).
+    """Create missing topics (default: events, alerts, dead letters, changelog, and the
+    silences (compacted) and feedback control topics, one partition each).
 
     The changelog is compacted and co-partitioned with the events topic (same partition
     count, so partition N's state lives in changelog partition N); a mismatch is an error.
     """
     t = settings.topics
-    wanted = names or [t.events, t.alerts, t.dead_letters, t.changelog]
+    wanted = names or [t.events, t.alerts, t.dead_letters, t.changelog, t.silences, t.feedback]
+    control = {t.silences: _SILENCES_CONFIG, t.feedback: {}}
     try:
         admin = KafkaAdminClient(**settings.kafka.client_options())
     except KafkaError as exc:
@@ -42,9 +46,14 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> None:
                     [
                         NewTopic(
                             name,
-                            partitions if name == t.changelog else t.partitions,
+                            1
+                            if name in control
+                            else partitions
+                            if name == t.changelog
+                            else t.partitions,
                             t.replication_factor,
-                            topic_configs=_CHANGELOG_CONFIG if name == t.changelog else {},
+                            topic_configs=control.get(name)
+                            or (_CHANGELOG_CONFIG if name == t.changelog else {}),
                         )
                         for name in missing
                     ]

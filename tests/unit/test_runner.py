@@ -14,7 +14,7 @@ from alerting.alerts import FIRING, SourcePosition
 from alerting.detectors import RollingZScore
 from alerting.events import Event, Metric, Trade
 from alerting.metrics import Metrics
-from alerting.policy import CooldownPolicy
+from alerting.policy import AlertPolicy
 from alerting.processor import Processor
 from alerting.thresholds import FixedThreshold
 from consumers.port import Outgoing
@@ -39,7 +39,7 @@ class Clock:
 def make_processor(warmup: int = WARMUP, max_entities: int = 1000) -> Processor:
     return Processor(
         RollingZScore(window=16, min_history=4),
-        CooldownPolicy(critical_factor=2.0, cooldown_s=0.0),
+        AlertPolicy(critical_factor=2.0, repeat_interval_s=0.0, resolve_after_s=0.0, inhibit=False),
         FixedThreshold(6.0),
         warmup=warmup,
         max_entities=max_entities,
@@ -211,7 +211,7 @@ def test_a_processing_error_dead_letters_the_record_and_the_loop_goes_on() -> No
     port.add_event(Metric(entity="g", values={"load": 1.0}, time=2))
     processor = ExplodingProcessor(
         RollingZScore(window=16, min_history=4),
-        CooldownPolicy(),
+        AlertPolicy(),
         FixedThreshold(6.0),
         warmup=WARMUP,
     )

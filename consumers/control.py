@@ -1,0 +1,497 @@
+"""Silences and feedback on Kafka: the background readers, the consume loop's hook, the CLI.
+
+Two control topics, read by every service instance in full (manual assignment of all
+partitions, no consumer group, so no instance misses a record):
+
+- the **silences** topic (compacted, key = silence id) is read from the beginning: at
+  start the service waits (up to ``READY_TIMEOUT_S``) until it has read every silence
+  to the high watermark, then keeps following it;
+- the **feedback** topic is read from its high watermark at start: an instance can only
+  use verdicts on alerts it published itself, which are all newer than that.
+
+:class:`AlertControl` is what the consume loop calls: ``admit`` per alert before
+publishing (silences; the admitted ones are indexed for feedback), and ``end_batch``
+once per batch on the loop's own thread (metrics, and the queued feedback penalties
+applied through ``Processor.apply_penalty``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+from alerting.alerts import Alert
+from alerting.errors import BrokerError, ConfigError
+from alerting.feedback import (
+    VERDICT_ALIASES,
+    AlertIndex,
+    AlertInfo,
+    Feedback,
+    FeedbackHandler,
+    FeedbackPolicy,
+)
+from alerting.metrics import Metrics
+from alerting.settings import ENV_PREFIX, Settings
+from alerting.silences import (
+    SEVERITIES,
+    InvalidSilence,
+    SilenceGate,
+    SilenceSet,
+    new_silence,
+    parse_duration,
+)
+
+if TYPE_CHECKING:
+    from alerting.processor import Processor
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 15.0
+
+
+# ---------------------------------------------------------------- reading a control topic
+
+
+class TopicReader(threading.Thread):
+    """Follows every partition of ``topic`` in a daemon thread, calling ``handle`` per record.
+
+    ``start_at`` is ``beginning`` or ``end`` (the high watermark when the reader starts;
+    fetch responses carry it, as tansu's ListOffsets does not). :attr:`ready` is set once
+    the reader has caught up with the high watermark it first saw on every partition.
+    ``handle`` must not raise; if it does, the record is logged and skipped.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        handle: Callable[[Any], None],
+        start_at: str = "beginning",
+        wait_topic_s: float | None = None,
+    ) -> None:
+        if start_at not in ("beginning", "end"):
+            raise ValueError(f"start_at must be 'beginning' or 'end', got {start_at!r}")
+        super().__init__(name=f"reader-{topic}", daemon=True)
+        self.settings = settings
+        self.topic = topic
+        self.handle = handle
+        self.start_at = start_at
+        self.wait_topic_s = wait_topic_s
+        self.ready = threading.Event()
+        self.stopping = threading.Event()
+        self.records = 0
+        self.error: Exception | None = None
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self.stopping.set()
+        if self.is_alive():
+            self.join(timeout_s)
+
+    def run(self) -> None:
+        try:
+            self._follow()
+        except Exception as exc:  # never take the service down; say so once
+            self.error = exc
+            log.exception("reader of %s stopped", self.topic)
+        finally:
+            self.ready.set()  # nobody waits forever for a reader that is gone
+
+    def _follow(self) -> None:
+        from kafka import TopicPartition
+
+        from consumers.kafka_port import consumer_for
+        from consumers.subscriber import _seek_to_high_watermark
+
+        consumer = consumer_for(self.settings, group_id=None, auto_offset_reset="earliest")
+        try:
+            started = time.monotonic()
+            partitions = None
+            while not self.stopping.is_set():
+                partitions = consumer.partitions_for_topic(self.topic)
+                if partitions:
+                    break
+                if self.wait_topic_s is not None and time.monotonic() - started > self.wait_topic_s:
+                    return  # no topic: nothing to read
+                self.stopping.wait(0.2)
+            if not partitions:
+                return
+            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            if self.start_at == "beginning":
+                consumer.seek_to_beginning(*tps)
+            else:
+                _seek_to_high_watermark(consumer, tps)
+            failures = 0
+            while not self.stopping.is_set():
+                try:
+                    batch = consumer.poll(timeout_ms=200, max_records=1000)
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    if failures == 1:
+                        log.warning("reading %s failed (%s); retrying", self.topic, exc)
+                    self.stopping.wait(1.0)
+                    continue
+                for records in batch.values():
+                    for record in records:
+                        self.records += 1
+                        try:
+                            self.handle(record)
+                        except Exception:
+                            log.exception(
+                                "record %s/%d/%d skipped",
+                                record.topic,
+                                record.partition,
+                                record.offset,
+                            )
+                if not self.ready.is_set() and all(
+                    consumer.highwater(tp) is not None
+                    and consumer.position(tp) >= (consumer.highwater(tp) or 0)
+                    for tp in tps
+                ):
+                    log.debug("read %d records of %s", self.records, self.topic)
+                    self.ready.set()
+        finally:
+            consumer.close()
+
+
+def _where(record: Any) -> str:
+    return f"{record.topic}/{record.partition}/{record.offset}"
+
+
+# ---------------------------------------------------------------- the consume loop's hook
+
+
+class AlertControl:
+    """Silences and feedback, as the consume loop sees them.
+
+    ``admit`` runs on the loop's thread for every alert before it is published;
+    ``end_batch`` once per batch on the same thread. The readers only touch the
+    silence set (swapped atomically), the alert index (locked) and the penalty queue.
+    """
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        silences: SilenceSet | None = None,
+        feedback: FeedbackHandler | None = None,
+        clock: Callable[[], float] = time.time,
+        max_remembered: int = 100_000,
+    ) -> None:
+        self.metrics = metrics
+        self.clock = clock
+        self.silences = silences if silences is not None else SilenceSet()
+        self.gate = SilenceGate(self.silences, clock, max_remembered)
+        self.feedback = feedback
+        self.readers: list[TopicReader] = []
+
+    # -- silences control records (reader thread) --------------------------------------
+
+    def on_silence_record(self, record: Any) -> None:
+        try:
+            self.silences.apply(record.key, record.value)
+        except InvalidSilence as exc:
+            self.metrics.control_invalid.labels(reason=exc.reason).inc()
+            log.warning(
+                "silence record %s skipped: %s (alerting_control_records_invalid_total)",
+                _where(record),
+                exc.detail,
+            )
+            return
+        silence = self.silences.get(record.key.decode("utf-8", errors="replace"))
+        if silence is not None:
+            state = silence.state(self.clock())
+            log.log(
+                logging.DEBUG if state == "expired" else logging.INFO,
+                "silence %s (%s) for entity =~ %s%s until %s",
+                silence.id,
+                state,
+                silence.entity,
+                f", severity {silence.severity}" if silence.severity else "",
+                silence.to_dict()["ends_at"],
+            )
+
+    def on_feedback_record(self, record: Any) -> None:
+        if self.feedback is not None:
+            self.feedback.handle(record.value, _where(record))
+
+    # -- the consume loop (its thread) --------------------------------------------------
+
+    def admit(self, alert: Alert) -> bool:
+        """True if ``alert`` is to be published (and remember it for feedback)."""
+        if not self.gate.admit(alert):
+            return False
+        if self.feedback is not None:
+            self.feedback.index.add(
+                alert.id,
+                AlertInfo(alert.entity, alert.detector, alert.severity, alert.type.rsplit(".")[-1]),
+            )
+        return True
+
+    def end_batch(self, processor: Processor) -> None:
+        """Flush counts; apply the feedback penalties queued since the last batch."""
+        m = self.metrics
+        for severity, n in self.gate.silenced.items():
+            m.alerts_silenced.labels(severity=severity).inc(n)
+        self.gate.silenced.clear()
+        m.silences_active.set(self.silences.active_count(self.clock()))
+        if self.feedback is None:
+            return
+        for penalty in self.feedback.take_penalties():
+            applied = processor.apply_penalty(
+                penalty.entity, penalty.threshold_factor, penalty.mute_s, penalty.duration_s
+            )
+            if not applied:
+                log.warning(
+                    "feedback penalty for %s not applied: this process holds no state of it "
+                    "(another instance owns its partition now)",
+                    penalty.entity,
+                )
+                continue
+            m.feedback_penalties.labels(action=penalty.action).inc()
+            what = (
+                f"threshold × {penalty.threshold_factor:g}"
+                if penalty.action == "raise"
+                else "firing alerts muted"
+            )
+            log.warning(
+                "feedback penalty on %s: %s for %gs of event time (%d false positives "
+                "within %gs; feedback.*)",
+                penalty.entity,
+                what,
+                penalty.duration_s,
+                self.feedback.policy.false_positives,
+                self.feedback.policy.window_s,
+            )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, settings: Settings, ready_timeout_s: float = READY_TIMEOUT_S) -> AlertControl:
+        """Start the readers; wait until every silence has been read once."""
+        silences = TopicReader(settings, settings.topics.silences, self.on_silence_record)
+        self.readers.append(silences)
+        silences.start()
+        if self.feedback is not None:
+            reader = TopicReader(
+                settings, settings.topics.feedback, self.on_feedback_record, start_at="end"
+            )
+            self.readers.append(reader)
+            reader.start()
+        if silences.ready.wait(ready_timeout_s):
+            log.info(
+                "silences: %d active, read from %s",
+                self.silences.active_count(self.clock()),
+                settings.topics.silences,
+            )
+        else:
+            log.warning(
+                "silences not read within %gs from %s; starting anyway, they apply once read",
+                ready_timeout_s,
+                settings.topics.silences,
+            )
+        return self
+
+    def stop(self) -> None:
+        for reader in self.readers:
+            reader.stop()
+
+
+def build_control(
+    settings: Settings, metrics: Metrics, clock: Callable[[], float] = time.time
+) -> AlertControl:
+    """The :class:`AlertControl` the settings describe (not started)."""
+    f = settings.feedback
+    feedback = None
+    if f.enabled:
+        policy = FeedbackPolicy(
+            f.false_positives, f.window_s, f.action, f.threshold_factor, f.penalty_s
+        )
+        feedback = FeedbackHandler(AlertIndex(f.index_size), policy, metrics, clock)
+    return AlertControl(metrics, feedback=feedback, clock=clock)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_silence_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="silence_command", required=True, metavar="ACTION")
+    p = sub.add_parser("add", help="silence the alerts of matching entities for a while")
+    p.add_argument(
+        "--entity",
+        required=True,
+        metavar="PATTERN",
+        help="anchored regular expression on the entity (a plain name matches exactly it)",
+    )
+    p.add_argument("--severity", help="only alerts of this severity (warning, critical)")
+    p.add_argument("--duration", required=True, metavar="D", help="how long: e.g. 90s, 30m, 2h, 1d")
+    p.add_argument("--comment", required=True, help="why (shown by `alerting silence list`)")
+    p.add_argument("--author", help="who (default: the current user)")
+    p = sub.add_parser("list", help="the silences in force (active or pending)")
+    p.add_argument("--all", action="store_true", help="expired ones too")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p = sub.add_parser("expire", help="end a silence now")
+    p.add_argument("id", metavar="ID", help="the silence id (`alerting silence list`)")
+
+
+def add_feedback_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("alert_id", metavar="ALERT_ID", help="the alert's CloudEvent id")
+    parser.add_argument(
+        "--verdict",
+        required=True,
+        choices=sorted(VERDICT_ALIASES),
+        help="tp (true_positive) or fp (false_positive)",
+    )
+    parser.add_argument("--note", help="free text kept with the verdict")
+
+
+def _need_cluster(settings: Settings, what: str) -> None:
+    if not settings.kafka.bootstrap_servers:
+        raise ConfigError(
+            f"{what} needs the cluster the service uses: set kafka.bootstrap_servers "
+            f"({ENV_PREFIX}KAFKA__BOOTSTRAP_SERVERS)"
+        )
+
+
+def _publish(settings: Settings, topic: str, key: bytes, value: bytes) -> None:
+    from consumers.kafka_port import producer_for
+
+    try:
+        producer = producer_for(settings)
+    except Exception as exc:
+        raise BrokerError(
+            f"no broker answers at {settings.kafka.bootstrap_servers} ({exc}); check "
+            f"kafka.bootstrap_servers ({ENV_PREFIX}KAFKA__BOOTSTRAP_SERVERS)"
+        ) from None
+    try:
+        producer.send(topic, key=key, value=value).get(timeout=settings.kafka.delivery_timeout_s)
+    except Exception as exc:
+        raise BrokerError(f"writing to {topic} failed: {exc}") from None
+    finally:
+        producer.close(timeout=5)
+
+
+def read_silences(settings: Settings, timeout_s: float = 30.0) -> SilenceSet:
+    """Every silence in the control topic (empty if the topic does not exist)."""
+    silences = SilenceSet()
+
+    def apply(record: Any) -> None:
+        try:
+            silences.apply(record.key, record.value)
+        except InvalidSilence as exc:
+            print(f"skipped silence record {_where(record)}: {exc.detail}", file=sys.stderr)
+
+    reader = TopicReader(settings, settings.topics.silences, apply, wait_topic_s=5.0)
+    reader.start()
+    reader.ready.wait(timeout_s)
+    reader.stop()
+    if reader.error is not None:
+        raise BrokerError(f"reading {settings.topics.silences} failed: {reader.error}")
+    return silences
+
+
+def _ensure(settings: Settings, topic: str) -> None:
+    if settings.topics.create:
+        from producers.topics import ensure_topics
+
+        ensure_topics(settings, [topic])
+
+
+def silence_command(
+    settings: Settings,
+    args: argparse.Namespace,
+    out: TextIO = sys.stdout,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """``alerting silence add|list|expire``."""
+    action = args.silence_command
+    topic = settings.topics.silences
+    if action == "add":
+        if args.severity is not None and args.severity not in SEVERITIES:
+            raise ConfigError(
+                f"--severity must be one of {', '.join(SEVERITIES)}, got {args.severity!r}"
+            )
+        try:
+            duration_s = parse_duration(args.duration)
+        except ValueError as exc:
+            raise ConfigError(f"--duration: {exc}") from None
+        if not args.comment.strip():
+            raise ConfigError("--comment must not be empty: say why the alerts are silenced")
+        try:
+            silence = new_silence(
+                args.entity,
+                args.severity,
+                duration_s,
+                args.comment,
+                args.author or os.environ.get("USER") or getpass.getuser(),
+                now=clock(),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"--entity: {exc}") from None
+        _need_cluster(settings, "silence add")
+        _ensure(settings, topic)
+        _publish(settings, topic, silence.id.encode(), silence.to_json())
+        print(silence.id, file=out)
+        return 0
+    _need_cluster(settings, f"silence {action}")
+    silences = read_silences(settings)
+    now = clock()
+    if action == "list":
+        shown = [s for s in silences.all() if args.all or s.state(now) != "expired"]
+        if args.json:
+            for s in shown:
+                out.write(json.dumps({**s.to_dict(), "state": s.state(now)}) + "\n")
+            return 0
+        if not shown:
+            print(
+                "no silences" + ("" if args.all else " in force (--all shows expired ones)"),
+                file=out,
+            )
+            return 0
+        print(
+            f"{'ID':36}  {'STATE':8} {'ENDS':20} {'SEVERITY':8} {'ENTITY':16} AUTHOR: COMMENT",
+            file=out,
+        )
+        for s in shown:
+            ends = datetime.fromtimestamp(s.ends_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            print(
+                f"{s.id:36}  {s.state(now):8} {ends:20} {s.severity or '*':8} {s.entity:16} "
+                f"{s.author}: {s.comment}",
+                file=out,
+            )
+        return 0
+    # expire
+    found = silences.get(args.id)
+    if found is None:
+        raise ConfigError(
+            f"no silence with id {args.id} in {topic}; `alerting silence list --all` lists them"
+        )
+    if found.state(now) == "expired":
+        print(f"silence {found.id} had already expired", file=out)
+        return 0
+    _publish(settings, topic, found.id.encode(), found.expired(now).to_json())
+    print(f"expired {found.id}", file=out)
+    return 0
+
+
+def feedback_command(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """``alerting feedback ALERT_ID --verdict tp|fp [--note TEXT]``."""
+    verdict = VERDICT_ALIASES.get(args.verdict)
+    if verdict is None:
+        raise ConfigError(f"--verdict must be tp or fp, got {args.verdict!r}")
+    if not args.alert_id.strip():
+        raise ConfigError("ALERT_ID must not be empty: the `id` of the alert's CloudEvent")
+    feedback = Feedback(args.alert_id.strip(), verdict, args.note)
+    _need_cluster(settings, "feedback")
+    _ensure(settings, settings.topics.feedback)
+    _publish(settings, settings.topics.feedback, feedback.alert_id.encode(), feedback.to_json())
+    print(f"{verdict} on {feedback.alert_id} sent to {settings.topics.feedback}", file=out)
+    return 0

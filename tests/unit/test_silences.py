@@ -1,0 +1,399 @@
+"""Silences: matchers, durations, records, expiry, and which alerts the gate lets through."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from alerting.alerts import DRIFT, FIRING, RESOLVED, Alert, SourcePosition
+from alerting.silences import (
+    InvalidSilence,
+    Silence,
+    SilenceGate,
+    SilenceSet,
+    compile_pattern,
+    new_silence,
+    parse_duration,
+)
+
+NOW = 1_764_000_000.0
+
+
+def silence(entity: str = "AAPL", severity: str | None = None, **kw: float) -> Silence:
+    return new_silence(
+        entity, severity, kw.get("duration_s", 3600.0), "maintenance", "ops", kw.get("now", NOW)
+    )
+
+
+# -- durations and matchers ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90.0), ("30m", 1800.0), ("2h", 7200.0), ("1d", 86400.0), (" 1.5h ", 5400.0)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "90", "1w", "-5m", "0s", "h", "2 hours", "1h30m"])
+def test_bad_durations_say_what_is_accepted(text: str) -> None:
+    with pytest.raises(ValueError, match=r"90s, 30m, 2h, 1d"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "entity", "expected"),
+    [
+        ("AAPL", "AAPL", True),
+        ("AAPL", "AAPL2", False),  # anchored: a plain name matches exactly
+        ("AAPL", "XAAPL", False),
+        ("AAPL|MSFT", "MSFT", True),
+        ("AAPL|MSFT", "MSFTX", False),
+        ("BTC-.*", "BTC-USD", True),
+        ("BTC-.*", "ETH-BTC-USD", False),
+        (".*", "anything", True),
+        ("cpu\\.[0-9]+", "cpu.12", True),
+        ("cpu\\.[0-9]+", "cpu.x", False),
+    ],
+)
+def test_entity_matcher_is_an_anchored_regex(pattern: str, entity: str, expected: bool) -> None:
+    assert silence(pattern).matches(entity, "warning") is expected
+    # the oracle: Alertmanager's =~ anchors the expression as ^(?:...)$
+    assert (compile_pattern(f"^(?:{pattern})$").search(entity) is not None) is expected
+
+
+@pytest.mark.parametrize("pattern", ["AAPL(", "[", "*x", ""])
+def test_invalid_patterns_are_refused(pattern: str) -> None:
+    with pytest.raises(ValueError, match="entity pattern"):
+        silence(pattern)
+
+
+def test_severity_matcher() -> None:
+    s = silence("AAPL", "critical")
+    assert s.matches("AAPL", "critical")
+    assert not s.matches("AAPL", "warning")
+    assert silence("AAPL").matches("AAPL", "warning")
+    with pytest.raises(ValueError, match="severity must be one of warning, critical"):
+        silence("AAPL", "info")
+
+
+def test_new_silence_validates() -> None:
+    with pytest.raises(ValueError, match="duration must be positive"):
+        silence(duration_s=0)
+    with pytest.raises(ValueError, match="comment must not be empty"):
+        new_silence("A", None, 60, "  ", "me", NOW)
+
+
+# -- activity and expiry (wall clock) -----------------------------------------------------
+
+
+def test_active_from_start_until_end() -> None:
+    s = silence(duration_s=60)
+    assert [s.state(t) for t in (NOW - 1, NOW, NOW + 59.9, NOW + 60)] == [
+        "pending",
+        "active",
+        "active",
+        "expired",
+    ]
+    assert [s.active(t) for t in (NOW - 1, NOW, NOW + 59.9, NOW + 60)] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+
+
+def test_expire_ends_it_now_and_keeps_the_rest() -> None:
+    s = silence(duration_s=3600)
+    ended = s.expired(NOW + 10)
+    assert ended.ends_at == NOW + 10 and not ended.active(NOW + 10)
+    assert (ended.id, ended.entity, ended.comment, ended.created_at) == (
+        s.id,
+        s.entity,
+        s.comment,
+        s.created_at,
+    )
+    assert ended.expired(NOW + 20) is ended  # already over: unchanged
+
+
+# -- records --------------------------------------------------------------------------------
+
+
+def test_record_round_trip_has_the_documented_fields() -> None:
+    s = silence("BTC-.*", "warning")
+    data = json.loads(s.to_json())
+    assert set(data) == {
+        "id",
+        "entity",
+        "severity",
+        "starts_at",
+        "ends_at",
+        "comment",
+        "author",
+        "created_at",
+    }
+    assert data["starts_at"].endswith("Z")
+    assert Silence.from_json(s.to_json()) == s
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "detail"),
+    [
+        (b"not json", "invalid", "not JSON"),
+        (b"[1, 2]", "invalid", "not a JSON object"),
+        (b'{"id": "x", "entity": "A"}', "invalid", "missing ends_at, starts_at"),
+        (
+            b'{"id": "x", "entity": "A(", "starts_at": "2026-01-01T00:00:00Z",'
+            b' "ends_at": "2026-01-02T00:00:00Z"}',
+            "invalid",
+            "regular expression",
+        ),
+        (
+            b'{"id": "x", "entity": "A", "starts_at": "yesterday",'
+            b' "ends_at": "2026-01-02T00:00:00Z"}',
+            "invalid",
+            "RFC 3339",
+        ),
+        (
+            b'{"id": "x", "entity": "A", "starts_at": "2026-01-02T00:00:00Z",'
+            b' "ends_at": "2026-01-01T00:00:00Z"}',
+            "invalid",
+            "must not be before",
+        ),
+        (
+            b'{"id": "other", "entity": "A", "starts_at": "2026-01-01T00:00:00Z",'
+            b' "ends_at": "2026-01-02T00:00:00Z"}',
+            "key_mismatch",
+            "differs",
+        ),
+    ],
+)
+def test_malformed_records_are_refused_with_a_reason(
+    value: bytes, reason: str, detail: str
+) -> None:
+    silences = SilenceSet()
+    with pytest.raises(InvalidSilence, match=detail) as caught:
+        silences.apply(b"x", value)
+    assert caught.value.reason == reason
+    assert silences.all() == []
+
+
+def test_last_record_per_id_wins_and_a_tombstone_deletes() -> None:
+    silences = SilenceSet()
+    s = silence(duration_s=3600)
+    silences.apply(s.id.encode(), s.to_json())
+    assert silences.matching("AAPL", "warning", NOW + 5) == [s]
+    silences.apply(s.id.encode(), s.expired(NOW + 10).to_json())
+    assert silences.matching("AAPL", "warning", NOW + 11) == []
+    assert silences.active_count(NOW + 11) == 0 and len(silences.all()) == 1
+    silences.apply(s.id.encode(), None)
+    assert silences.all() == []
+    with pytest.raises(InvalidSilence) as caught:
+        silences.apply(None, s.to_json())
+    assert caught.value.reason == "no_key"
+
+
+# -- the gate -------------------------------------------------------------------------------
+
+
+def alert(
+    kind: str,
+    entity: str,
+    offset: int,
+    severity: str = "warning",
+    notification: str | None = None,
+    firing_id: str | None = None,
+) -> Alert:
+    details = {}
+    if notification is not None:
+        details["notification"] = notification
+    if firing_id is not None:
+        details["firing_id"] = firing_id
+    return Alert(
+        type=kind,
+        entity=entity,
+        time=datetime(2026, 1, 1, tzinfo=UTC),
+        score=9.0,
+        threshold=6.0,
+        severity=severity,
+        detector="zscore",
+        model_version="v",
+        features={},
+        contributions={},
+        summary="",
+        source=SourcePosition("events", 0, offset),
+        details=details or None,
+    )
+
+
+def gate_with(*silences: Silence, clock: float = NOW + 1, remember: int = 1000) -> SilenceGate:
+    silence_set = SilenceSet()
+    for s in silences:
+        silence_set.apply(s.id.encode(), s.to_json())
+    return SilenceGate(silence_set, clock=lambda: clock, max_remembered=remember)
+
+
+def test_matching_alerts_are_held_and_counted_by_severity() -> None:
+    gate = gate_with(silence("AAPL"), silence("MSFT", "critical"))
+    admitted = [
+        gate.admit(alert(FIRING, "AAPL", 1, "warning")),
+        gate.admit(alert(FIRING, "AAPL", 2, "critical")),
+        gate.admit(alert(FIRING, "MSFT", 3, "warning")),
+        gate.admit(alert(FIRING, "MSFT", 4, "critical")),
+        gate.admit(alert(FIRING, "GOOG", 5, "critical")),
+    ]
+    assert admitted == [False, False, True, False, True]
+    assert dict(gate.silenced) == {"warning": 1, "critical": 2}
+
+
+def test_drift_events_are_silenced_too() -> None:
+    gate = gate_with(silence("AAPL"))
+    assert not gate.admit(alert(DRIFT, "AAPL", 1))
+    assert gate.admit(alert(DRIFT, "MSFT", 2))
+
+
+def test_an_expired_or_pending_silence_holds_nothing() -> None:
+    expired = silence(duration_s=60, now=NOW - 120)
+    pending = silence(now=NOW + 3600)
+    gate = gate_with(expired, pending)
+    assert gate.admit(alert(FIRING, "AAPL", 1))
+
+
+def test_resolved_follows_whether_its_episode_was_notified() -> None:
+    s = silence("AAPL", duration_s=60)
+    gate = gate_with(s)
+    new = alert(FIRING, "AAPL", 1, notification="new")
+    assert not gate.admit(new, now=NOW + 1)
+    # resolved while the silence is over: still held, its firing was never sent
+    assert not gate.admit(alert(RESOLVED, "AAPL", 9, firing_id=new.id), now=NOW + 120)
+    assert gate.remembered == 0
+    # an episode notified before the silence is resolved even under the silence
+    other = alert(FIRING, "AAPL", 20, notification="new")
+    assert gate.admit(other, now=NOW - 10)
+    assert not gate.admit(
+        alert(FIRING, "AAPL", 21, notification="repeat", firing_id=other.id), now=NOW + 1
+    )
+    assert gate.admit(alert(RESOLVED, "AAPL", 22, firing_id=other.id), now=NOW + 2)
+
+
+def test_a_repeat_after_the_silence_ends_is_sent_and_then_resolved() -> None:
+    gate = gate_with(silence("AAPL", duration_s=60))
+    new = alert(FIRING, "AAPL", 1, notification="new")
+    assert not gate.admit(new, now=NOW + 1)
+    assert gate.admit(
+        alert(FIRING, "AAPL", 2, notification="repeat", firing_id=new.id), now=NOW + 61
+    )
+    assert gate.admit(alert(RESOLVED, "AAPL", 3, firing_id=new.id), now=NOW + 62)
+
+
+def test_remembered_episodes_are_bounded() -> None:
+    gate = gate_with(silence(".*"), remember=3)
+    news = [alert(FIRING, f"E{i}", i, notification="new") for i in range(5)]
+    assert not any(gate.admit(a) for a in news)
+    assert gate.remembered == 3
+    # the two oldest are forgotten: their resolves go out (harmless), the others do not
+    resolved = [
+        gate.admit(alert(RESOLVED, a.entity, 100 + i, firing_id=a.id)) for i, a in enumerate(news)
+    ]
+    assert resolved == [True, True, False, False, False]
+
+
+def test_gate_matches_a_brute_force_reference_on_random_streams() -> None:
+    """Random episodes under silences switching on and off: every resolved is sent exactly
+    when some firing notification of its episode was sent, and every non-resolved alert is
+    sent exactly when no active silence matches it."""
+    rng = random.Random(5)
+    for _trial in range(30):
+        entities = ["A", "B", "C"]
+        silences = [
+            new_silence(
+                rng.choice(["A", "B", "A|C", ".*"]),
+                rng.choice([None, "warning", "critical"]),
+                rng.uniform(5, 40),
+                "t",
+                "t",
+                now=rng.uniform(0, 100),
+            )
+            for _ in range(rng.randint(0, 3))
+        ]
+        silence_set = SilenceSet()
+        for s in silences:
+            silence_set.apply(s.id.encode(), s.to_json())
+        gate = SilenceGate(silence_set, clock=lambda: 0.0)
+        open_episode: dict[str, str] = {}
+        sent_episodes: set[str] = set()
+        offset = 0
+        for step in range(200):
+            now = step * 0.6
+            entity = rng.choice(entities)
+            severity = rng.choice(["warning", "critical"])
+            offset += 1
+            if entity in open_episode and rng.random() < 0.3:
+                episode = open_episode.pop(entity)
+                a = alert(RESOLVED, entity, offset, severity, firing_id=episode)
+                assert gate.admit(a, now) is (episode in sent_episodes)
+                continue
+            if entity in open_episode:
+                a = alert(
+                    FIRING,
+                    entity,
+                    offset,
+                    severity,
+                    notification=rng.choice(["repeat", "escalated"]),
+                    firing_id=open_episode[entity],
+                )
+            else:
+                a = alert(FIRING, entity, offset, severity, notification="new")
+                open_episode[entity] = a.id
+            held = any(s.active(now) and s.matches(entity, severity) for s in silences)
+            assert gate.admit(a, now) is (not held)
+            if not held:
+                sent_episodes.add(open_episode[entity])
+
+
+# -- the command line (no broker needed to refuse bad input) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--entity", "AAPL(", "--duration", "1h"], "--entity: entity pattern 'AAPL('"),
+        (["--entity", "AAPL", "--duration", "90"], "--duration: duration '90'"),
+        (["--entity", "AAPL", "--duration", "1h", "--severity", "info"], "--severity must be"),
+        (["--entity", "AAPL", "--duration", "1h", "--comment", " "], "--comment must not"),
+        (["--entity", "AAPL", "--duration", "1h"], "kafka.bootstrap_servers"),
+    ],
+)
+def test_silence_add_refuses_bad_input_with_one_line_and_status_2(
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from alerting.cli import main
+
+    monkeypatch.delenv("ALERTING__KAFKA__BOOTSTRAP_SERVERS", raising=False)
+    if "--comment" not in argv:
+        argv = [*argv, "--comment", "why"]
+    assert main(["silence", "add", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_list_and_feedback_need_a_cluster(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alerting.cli import main
+
+    monkeypatch.delenv("ALERTING__KAFKA__BOOTSTRAP_SERVERS", raising=False)
+    assert main(["silence", "list"]) == 2
+    assert main(["feedback", "abc", "--verdict", "fp"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("kafka.bootstrap_servers") == 2, err
+    with pytest.raises(SystemExit) as exited:
+        main(["feedback", "abc", "--verdict", "maybe"])
+    assert exited.value.code == 2
