@@ -1,43 +1,224 @@
 """Subscribe to the alerts topic: ``alerting tail``.
 
 Reads with manual partition assignment (no consumer group, so it starts at once and
-never moves the service's offsets). Prints each alert readably, or as JSON lines.
+never moves the service's offsets). Prints each alert readably (the lifecycle: firing
+new/repeat/escalated, resolved with the episode's duration, drift; coloured by severity
+and type), or as JSON lines; ``--entity``, ``--severity`` and ``--type`` filter both.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from alerting.settings import Settings
 
-_COLOURS = {"critical": "\033[1;31m", "warning": "\033[33m", "resolved": "\033[32m"}
+_COLOURS = {
+    "critical": "\033[1;31m",  # bold red
+    "warning": "\033[33m",  # yellow
+    "resolved": "\033[32m",  # green
+    "drift": "\033[36m",  # cyan
+}
 _RESET = "\033[0m"
+TYPES = ("firing", "resolved", "drift")
+SEVERITIES = ("warning", "critical")
+
+
+def _kind(cloudevent: dict[str, Any]) -> str:
+    return str(cloudevent.get("type", "")).rsplit(".", 1)[-1]
+
+
+def _severity(cloudevent: dict[str, Any]) -> str:
+    data = cloudevent.get("data") or {}
+    return str(cloudevent.get("severity") or data.get("severity") or "?")
+
+
+def format_duration(seconds: float) -> str:
+    """Short and readable.
+
+    >>> [format_duration(s) for s in (0.4, 42, 185, 3720, 90061)]
+    ['0.4s', '42s', '3m05s', '1h02m', '1d01h']
+    """
+    if seconds < 10:
+        return f"{seconds:.1f}s".replace(".0s", "s")
+    whole = round(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def _drift_figures(data: dict[str, Any]) -> str:
+    """The first drifted signal's mean before and after: ``score 0.8 → 2.1``."""
+    signals = (data.get("drift") or {}).get("signals") or []
+    first = signals[0] if signals and isinstance(signals[0], dict) else {}
+    before, after = first.get("before"), first.get("after")
+    if isinstance(before, int | float) and isinstance(after, int | float):
+        return f"{first.get('signal', '?')} {before:.3g} → {after:.3g}"
+    return ""
 
 
 def format_alert(cloudevent: dict[str, Any], color: bool = False) -> str:
-    """One readable line for a CloudEvent alert."""
+    """One readable line for a CloudEvent alert: time, what happened, entity, figures, summary.
+
+    >>> ce = {"type": "io.alerting.anomaly.resolved", "time": "2026-01-05T10:00:42Z",
+    ...       "subject": "AAPL", "severity": "critical",
+    ...       "data": {"score": 1.5, "threshold": 6.0, "duration_s": 42.0, "summary": "ok"}}
+    >>> format_alert(ce)
+    '2026-01-05T10:00:42Z  RESOLVED after 42s    AAPL       critical, score 1.5 < 6  ok'
+    """
     data = cloudevent.get("data") or {}
-    severity = str(cloudevent.get("severity") or data.get("severity") or "?")
-    kind = str(cloudevent.get("type", "")).rsplit(".", 1)[-1]
-    label = f"{severity.upper():8}" if kind == "firing" else f"{kind.upper():8}"
-    if color:
-        label = _COLOURS.get(severity if kind == "firing" else kind, "") + label + _RESET
+    severity = _severity(cloudevent)
+    kind = _kind(cloudevent)
     score = data.get("score")
     threshold = data.get("threshold")
-    figures = (
-        f"score {score:.1f} ≥ {threshold:g}"
-        if isinstance(score, int | float) and isinstance(threshold, int | float)
-        else ""
-    )
+    numbers = isinstance(score, int | float) and isinstance(threshold, int | float)
+    if kind == "firing":
+        label = severity.upper()
+        what = str(data.get("notification") or "")
+        figures = f"score {score:.1f} ≥ {threshold:g}" if numbers else ""
+        colour = _COLOURS.get(severity, "")
+    elif kind == "resolved":
+        label = "RESOLVED"
+        duration = data.get("duration_s")
+        what = f"after {format_duration(duration)}" if isinstance(duration, int | float) else ""
+        figures = f"{severity}, score {score:.1f} < {threshold:g}" if numbers else severity
+        colour = _COLOURS["resolved"]
+    else:
+        label = kind.upper() or "?"
+        what = ""
+        figures = _drift_figures(data)
+        colour = _COLOURS.get(kind, "")
+    label = f"{label:8}"
+    if color and colour:
+        label = colour + label + _RESET
     return (
-        f"{cloudevent.get('time', '?')}  {label} {cloudevent.get('subject', '?'):10} "
+        f"{cloudevent.get('time', '?')}  {label} {what:12} {cloudevent.get('subject', '?'):10} "
         f"{figures:18}  {data.get('summary', '')}"
     )
+
+
+def _choices(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        values = [v.strip().lower() for v in text.split(",") if v.strip()]
+        wrong = [v for v in values if v not in allowed]
+        if wrong or not values:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected one or more of {', '.join(allowed)} (comma-separated)"
+            )
+        return values
+
+    return parse
+
+
+def _regex(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression: {exc}") from None
+
+
+def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--entity``, ``--severity`` and ``--type`` of ``alerting tail``."""
+    parser.add_argument(
+        "--entity",
+        type=_regex,
+        metavar="REGEX",
+        help="only entities this regular expression matches (anywhere; anchor with ^…$)",
+    )
+    parser.add_argument(
+        "--severity",
+        type=_choices(SEVERITIES),
+        action="append",
+        metavar="warning|critical",
+        help="only these severities (repeatable or comma-separated); a resolved alert has "
+        "its episode's highest",
+    )
+    parser.add_argument(
+        "--type",
+        type=_choices(TYPES),
+        action="append",
+        metavar="firing|resolved|drift",
+        help="only these alert types (repeatable or comma-separated)",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """Which alerts ``tail`` shows; an unset criterion lets everything through.
+
+    >>> f = AlertFilter(entity=re.compile("^AA"), types=frozenset({"firing"}))
+    >>> f.matches({"type": "io.alerting.anomaly.firing", "subject": "AAPL"})
+    True
+    >>> f.matches({"type": "io.alerting.drift", "subject": "AAPL"})
+    False
+    """
+
+    entity: re.Pattern[str] | None = None
+    severities: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> AlertFilter:
+        def flat(values: list[list[str]] | None) -> frozenset[str] | None:
+            return frozenset(v for group in values for v in group) if values else None
+
+        return cls(
+            getattr(args, "entity", None),
+            flat(getattr(args, "severity", None)),
+            flat(getattr(args, "type", None)),
+        )
+
+    def matches(self, cloudevent: dict[str, Any]) -> bool:
+        if self.types is not None and _kind(cloudevent) not in self.types:
+            return False
+        if self.severities is not None and _severity(cloudevent) not in self.severities:
+            return False
+        if self.entity is not None:
+            return self.entity.search(str(cloudevent.get("subject", ""))) is not None
+        return True
+
+    @property
+    def active(self) -> bool:
+        return self.entity is not None or self.severities is not None or self.types is not None
+
+
+def render(
+    value: bytes | None, offset: int, wanted: AlertFilter, as_json: bool, color: bool
+) -> str | None:
+    """The line ``tail`` prints for one record, or None when the filter leaves it out.
+
+    An unreadable record is shown (as such) only when no filter is set.
+    """
+    try:
+        cloudevent = json.loads(value or b"")
+        if not isinstance(cloudevent, dict):
+            raise ValueError("not an object")
+    except (ValueError, TypeError):
+        cloudevent = None
+    if cloudevent is None:
+        if wanted.active:
+            return None  # cannot tell whether it matches
+        if as_json and value is not None:
+            return value.decode(errors="replace")
+        return f"(unreadable alert at offset {offset})"
+    if not wanted.matches(cloudevent):
+        return None
+    if as_json:
+        return (value or b"").decode(errors="replace")
+    return format_alert(cloudevent, color)
 
 
 def _seek_to_high_watermark(consumer: Any, assigned: list[Any], wait_s: float = 5.0) -> None:
@@ -89,6 +270,7 @@ def tail_command(
     else:
         _seek_to_high_watermark(consumer, assigned)
     color = args.color if args.color is not None else out.isatty()
+    wanted = AlertFilter.from_args(args)
     seen = 0
     try:
         while True:
@@ -98,13 +280,10 @@ def tail_command(
                 break
             for records in consumer.poll(timeout_ms=200).values():
                 for record in records:
-                    if args.json:
-                        out.write(record.value.decode() + "\n")
-                    else:
-                        try:
-                            out.write(format_alert(json.loads(record.value), color) + "\n")
-                        except (ValueError, AttributeError):
-                            out.write(f"(unreadable alert at offset {record.offset})\n")
+                    line = render(record.value, record.offset, wanted, args.json, color)
+                    if line is None:
+                        continue
+                    out.write(line + "\n")
                     seen += 1
                     if args.max is not None and seen >= args.max:
                         out.flush()
