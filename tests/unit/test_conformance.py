@@ -270,3 +270,36 @@ def test_disjoint_feature_sets_get_their_own_models(name: str) -> None:
         det.learn_one({f"only{i}": 1.0})
     assert len(det._groups) == MAX_GROUPS  # type: ignore[attr-defined]
     assert det.score_one({f"only{MAX_GROUPS}": 99.0}) == 0.0
+
+
+@pytest.mark.parametrize("fading", [1e-9, 0.01, 0.2])
+def test_fading_statistics_equal_a_brute_force_weighted_mean_and_variance(fading: float) -> None:
+    """sad's forgetting statistics: weight max(1/n, fading) per value, recomputed from scratch."""
+    from alerting.detectors.river_models import _FadingMean, _FadingVar
+
+    rng = random.Random(4)
+    values = [rng.gauss(3, 2) + (10 if i > 150 else 0) for i in range(300)]
+    mean, var = _FadingMean(fading), _FadingVar(fading)
+    for n, value in enumerate(values, start=1):
+        mean.update(value)
+        var.update(value)
+        # each value's final weight: its own step weight times (1 - w) of every later step
+        steps = [max(1 / k, fading) for k in range(1, n + 1)]
+        weights = [steps[i] * math.prod(1 - w for w in steps[i + 1 :]) for i in range(n)]
+        want_mean = sum(w * v for w, v in zip(weights, values, strict=False))
+        want_var = sum(w * (v - want_mean) ** 2 for w, v in zip(weights, values, strict=False))
+        assert mean.get() == pytest.approx(want_mean, rel=1e-9, abs=1e-9)
+        assert var.get() == pytest.approx(want_var, rel=1e-7, abs=1e-9)
+
+
+def test_sad_with_a_half_life_forgets_an_old_regime() -> None:
+    rng = random.Random(8)
+    forgetting = build("sad", {"half_life": 200})
+    remembering = build("sad")
+    for i in range(4000):
+        x = {"v": rng.gauss(0 if i < 2000 else 50, 1)}
+        forgetting.learn_one(x)
+        remembering.learn_one(x)
+    # the new level is usual to both; back at the old level is news only to the forgetting one
+    assert forgetting.score_one({"v": 50.0}) < 3.0
+    assert forgetting.score_one({"v": 0.0}) > 20.0 > 2.0 > remembering.score_one({"v": 0.0})

@@ -8,7 +8,7 @@ from math import isclose, log
 import pytest
 
 from alerting.events import Event, Metric, Quote, Trade
-from alerting.features import MIN_INTERARRIVAL_S, FeatureState, extract
+from alerting.features import FeatureState, extract
 
 ENTITIES = ["AAPL", "MSFT", "host-1", "EURUSD"]
 METRIC_NAMES = ["cpu", "mem", "queue", "errors"]
@@ -67,7 +67,7 @@ def brute_force(history: list[Event], event: Event) -> dict[str, float]:
             previous = trades[-1]
             x["log_return"] = log(event.price / previous.price)
             gap = event.time.timestamp() - previous.time.timestamp()
-            x["log_interarrival"] = log(max(gap, MIN_INTERARRIVAL_S))
+            x["sqrt_interarrival"] = max(gap, 0.0) ** 0.5
         return x
     if isinstance(event, Quote):
         mid = (event.bid + event.ask) / 2
@@ -79,6 +79,8 @@ def brute_force(history: list[Event], event: Event) -> dict[str, float]:
         quotes = [e for e in mine if isinstance(e, Quote)]
         if quotes:
             x["mid_log_return"] = log(mid / ((quotes[-1].bid + quotes[-1].ask) / 2))
+            gap = event.time.timestamp() - quotes[-1].time.timestamp()
+            x["sqrt_quote_interarrival"] = max(gap, 0.0) ** 0.5
         return x
     assert isinstance(event, Metric)
     x = dict(event.values)
@@ -115,7 +117,8 @@ def test_the_stream_exercises_every_feature() -> None:
         "log_size",
         "signed_notional",
         "log_return",
-        "log_interarrival",
+        "sqrt_interarrival",
+        "sqrt_quote_interarrival",
         "spread_bps",
         "size_imbalance",
         "mid_log_return",
@@ -142,16 +145,36 @@ def test_history_features_after_the_first_event() -> None:
     extract(Trade(symbol="A", price=100, size=10, time=10), state)
     x = extract(Trade(symbol="A", price=110, size=10, time=12), state)
     assert x["log_return"] == pytest.approx(log(1.1))
-    assert x["log_interarrival"] == pytest.approx(log(2.0))
+    assert x["sqrt_interarrival"] == pytest.approx(2.0**0.5)
 
 
-def test_simultaneous_or_late_trades_give_a_finite_interarrival() -> None:
+def test_simultaneous_or_late_events_give_a_zero_interarrival() -> None:
     state = FeatureState()
     extract(Trade(symbol="A", price=100, size=1, time=10), state)
     same = extract(Trade(symbol="A", price=100, size=1, time=10), state)
-    assert same["log_interarrival"] == log(MIN_INTERARRIVAL_S)
+    assert same["sqrt_interarrival"] == 0.0
     late = extract(Trade(symbol="A", price=100, size=1, time=5), state)
-    assert late["log_interarrival"] == log(MIN_INTERARRIVAL_S)
+    assert late["sqrt_interarrival"] == 0.0
+    extract(Quote(symbol="A", bid=99, ask=101, bid_size=1, ask_size=1, time=10), state)
+    quote = extract(Quote(symbol="A", bid=99, ask=101, bid_size=1, ask_size=1, time=4), state)
+    assert quote["sqrt_quote_interarrival"] == 0.0
+
+
+def test_a_long_gap_stands_out_in_sqrt_units() -> None:
+    """Exponential gaps: a 50x gap is far up the √ scale, where the log scale hides it."""
+    import random as random_module
+    import statistics
+
+    rng = random_module.Random(1)
+    gaps = [rng.expovariate(1.0) for _ in range(20_000)]
+    roots = [g**0.5 for g in gaps]
+    logs = [log(g) for g in gaps]
+    z_sqrt = (50**0.5 - statistics.fmean(roots)) / statistics.pstdev(roots)
+    z_log = (log(50) - statistics.fmean(logs)) / statistics.pstdev(logs)
+    assert z_sqrt > 12 and z_log < 3.6
+    # and normal gaps rarely reach 6 σ on the √ scale (about 1.5 in a million)
+    limit = statistics.fmean(roots) + 6 * statistics.pstdev(roots)
+    assert sum(r >= limit for r in roots) == 0
 
 
 def test_metric_diff_features() -> None:
@@ -206,4 +229,4 @@ def test_state_stays_bounded() -> None:
     short, long = _run(10), _run(5000)
     assert not hasattr(long, "__dict__")
     assert len(long.last_values) == 3
-    assert _state_size(long) == _state_size(short) == 3 + 3
+    assert _state_size(long) == _state_size(short) == 4 + 3
