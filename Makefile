@@ -19,19 +19,23 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv and install the project with its dev tools
 
 # Prometheus and promtool check deploy/prometheus and run the dashboard's queries in the
-# tests. Installed as root with apt-get (Debian package `prometheus`); the tests start
-# their own Prometheus on a free port and never use a system service it may enable.
-system-deps: ## install prometheus and promtool (Debian package prometheus) if missing
-	@if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then \
+# tests; Alertmanager receives the alerts of `alerting forward` in its tests. Installed as
+# root with apt-get (Debian packages `prometheus` and `prometheus-alertmanager`); the tests
+# start their own Prometheus and Alertmanager on free ports and never use a system
+# service the packages may enable.
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager
+system-deps: ## install prometheus, promtool, prometheus-alertmanager, amtool (Debian) if missing
+	@if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
+		&& command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1; then \
 		exit 0; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing the Debian package prometheus (prometheus, promtool) for the tests"; \
+		echo "installing the Debian packages $(SYSTEM_PACKAGES) for the tests"; \
 		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get install -y prometheus || { apt-get update && apt-get install -y prometheus; }; \
+		apt-get install -y $(SYSTEM_PACKAGES) || { apt-get update && apt-get install -y $(SYSTEM_PACKAGES); }; \
 	else \
-		echo "make: prometheus and promtool are needed by the tests and are missing;" \
-			"install them, e.g. 'sudo apt-get install prometheus' (Debian/Ubuntu)," \
-			"or put Prometheus 2.x's prometheus and promtool on PATH" >&2; \
+		echo "make: prometheus, promtool, prometheus-alertmanager and amtool are needed by the" \
+			"tests and one is missing; install them, e.g. 'sudo apt-get install $(SYSTEM_PACKAGES)'" \
+			"(Debian/Ubuntu), or put Prometheus 2.x and Alertmanager 0.2x binaries on PATH" >&2; \
 		exit 1; \
 	fi
 

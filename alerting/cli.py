@@ -101,7 +101,7 @@ def build_processor(settings: Settings, cold: ColdStore | None = None) -> Proces
     """The processor the settings describe (detector, threshold, policy, state bounds)."""
     from alerting.detectors import REGISTRY, build
     from alerting.drift import DriftMonitor
-    from alerting.policy import CooldownPolicy
+    from alerting.policy import AlertPolicy
     from alerting.processor import Processor
     from alerting.thresholds import FixedThreshold, QuantileThreshold, Threshold
 
@@ -117,7 +117,16 @@ def build_processor(settings: Settings, cold: ColdStore | None = None) -> Proces
             threshold = QuantileThreshold(
                 q=t.quantile, window=t.window, grace=t.grace, min_value=t.min_value or 0.0
             )
-        policy = CooldownPolicy(settings.policy.critical_factor, settings.policy.cooldown_s)
+        p = settings.policy
+        policy = AlertPolicy(
+            warning_factor=p.warning_factor,
+            critical_factor=p.critical_factor,
+            clear_factor=p.clear_factor,
+            for_events=p.for_events,
+            repeat_interval_s=p.repeat_interval_s,
+            resolve_after_s=p.resolve_after_s,
+            inhibit=p.inhibit,
+        )
         dr = settings.drift
         drift = (
             DriftMonitor(dr.detector, dr.params, dr.features, dr.min_interval_s)
@@ -197,6 +206,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
     from alerting.metrics import Metrics
     from alerting.state import SqliteColdStore, estimate_model_bytes
+    from consumers.control import build_control
     from consumers.health import BrokerWatchdog
     from consumers.kafka_port import KafkaPort
     from consumers.runner import LoopConfig, Service
@@ -214,6 +224,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             ensure_topics(s)
         _serve_metrics(s, metrics)
         port = KafkaPort(s, metrics)
+        control = build_control(s, metrics).start(s)  # silences read before the first batch
         service = Service(
             port,
             processor,
@@ -229,6 +240,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                 commit_interval_s=s.service.commit_interval_s,
             ),
             model_bytes=model_bytes,
+            control=control,
         )
         StopSignals(on_stop=service.stop.set).install()
         watchdog = BrokerWatchdog(s.kafka, on_change=metrics.broker_up.set).start()
@@ -244,14 +256,23 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             service.run()
         finally:
             watchdog.stop()
+            control.stop()
     return 0
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     from producers.replay import replay_command
 
+    if args.output is not None:  # --output writes files: no broker to start
+        return replay_command(settings, args)
     with kafka_cluster(settings) as s:
         return replay_command(s, args)
+
+
+def cmd_evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from alerting.backtest import evaluate_command
+
+    return evaluate_command(settings, args)  # offline: no broker, no Kafka client
 
 
 def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
@@ -263,6 +284,44 @@ def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
             f"({ENV_PREFIX}KAFKA__BOOTSTRAP_SERVERS), e.g. the address `alerting broker` prints"
         )
     return tail_command(settings, args)
+
+
+def cmd_forward(settings: Settings, args: argparse.Namespace) -> int:
+    from alerting.metrics import Metrics
+    from consumers.forward import build_targets, forward_command
+
+    overrides = {
+        "alertmanager_url": args.alertmanager,
+        "webhook_url": args.webhook,
+        "dead_letter_path": args.dead_letters,
+    }
+    update = {k: v for k, v in overrides.items() if v is not None}
+    if update:
+        merged = {**settings.forward.model_dump(), **update}
+        settings = load_settings(args.config, forward=merged)
+    build_targets(settings)  # no target or a wrong URL: a ConfigError before anything starts
+    if not settings.kafka.bootstrap_servers:
+        raise ConfigError(
+            "forward needs a cluster to read from: set kafka.bootstrap_servers "
+            f"({ENV_PREFIX}KAFKA__BOOTSTRAP_SERVERS), e.g. the address `alerting broker` prints"
+        )
+    metrics = Metrics()
+    _serve_metrics(settings, metrics)
+    return forward_command(
+        settings, metrics, lambda forwarder: StopSignals(on_stop=forwarder.stop.set).install()
+    )
+
+
+def cmd_silence(settings: Settings, args: argparse.Namespace) -> int:
+    from consumers.control import silence_command
+
+    return silence_command(settings, args)
+
+
+def cmd_feedback(settings: Settings, args: argparse.Namespace) -> int:
+    from consumers.control import feedback_command
+
+    return feedback_command(settings, args)
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -395,6 +454,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_replay_arguments(p)
     p.set_defaults(func=cmd_replay)
 
+    p = sub.add_parser(
+        "evaluate", help="score detectors on a labelled stream (offline back-test, no broker)"
+    )
+    from alerting.backtest import add_evaluate_arguments
+
+    add_evaluate_arguments(p)
+    p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser("tail", help="print alerts as they arrive")
     p.add_argument("--json", action="store_true", help="one CloudEvent JSON object per line")
     p.add_argument(
@@ -415,7 +482,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="colour the output (default: when writing to a terminal)",
     )
+    from consumers.subscriber import add_filter_arguments
+
+    add_filter_arguments(p)
     p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser(
+        "forward", help="deliver alerts to Alertmanager and/or a webhook (at-least-once)"
+    )
+    p.add_argument("--alertmanager", metavar="URL", help="Alertmanager base URL (API v2)")
+    p.add_argument("--webhook", metavar="URL", help="POST each alert as a CloudEvent here")
+    p.add_argument(
+        "--dead-letters", type=Path, metavar="FILE", help="JSON Lines log of undeliverable alerts"
+    )
+    p.set_defaults(func=cmd_forward)
+
+    from consumers.control import add_feedback_arguments, add_silence_arguments
+
+    p = sub.add_parser("silence", help="silence alerts of matching entities (add, list, expire)")
+    add_silence_arguments(p)
+    p.set_defaults(func=cmd_silence)
+    p = sub.add_parser("feedback", help="post a verdict on an alert (true or false positive)")
+    add_feedback_arguments(p)
+    p.set_defaults(func=cmd_feedback)
 
     p = sub.add_parser(
         "broker", help="the embedded Kafka-protocol broker (tansu) in the foreground"

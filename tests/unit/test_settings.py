@@ -44,12 +44,13 @@ def test_defaults() -> None:
         "market.events.dlq",
     )
     assert s.service.group_id == "alerting"
-    assert s.detector.name == "zscore"
+    assert s.detector.name == "sad"
     assert s.detector.params == {}
     assert s.threshold.kind == "fixed" and s.threshold.value is None
     assert s.topics.changelog == "market.events.state"
     assert s.state.max_live_models == 100_000
-    assert s.policy.cooldown_s == 2.0
+    assert (s.policy.warning_factor, s.policy.critical_factor, s.policy.clear_factor) == (1, 2, 0.8)
+    assert (s.policy.for_events, s.policy.repeat_interval_s, s.policy.inhibit) == (1, 300, True)
     assert s.metrics.port == 9464
     assert s.broker.port == 0
 
@@ -71,12 +72,12 @@ def test_env_nesting(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_toml_file_as_argument(tmp_path: Path) -> None:
     path = _toml(
         tmp_path,
-        '[topics]\nevents = "file.events"\n\n[detector]\nwarmup = 10\nparams = {window = 64}\n',
+        '[topics]\nevents = "file.events"\n\n[detector]\nwarmup = 10\nparams = {half_life = 64}\n',
     )
     s = load_settings(path)
     assert s.topics.events == "file.events"
     assert s.topics.alerts == "market.alerts"
-    assert (s.detector.params, s.detector.warmup) == ({"window": 64}, 10)
+    assert (s.detector.params, s.detector.warmup) == ({"half_life": 64}, 10)
     assert load_settings(str(path)).topics.events == "file.events"
 
 
@@ -161,6 +162,36 @@ def test_unknown_section_in_toml_is_rejected(tmp_path: Path) -> None:
 def test_unknown_key_in_code_is_rejected() -> None:
     with pytest.raises(ConfigError, match=r"policy\.cooldown"):
         load_settings(policy={"cooldown": 5})
+    with pytest.raises(ConfigError, match=r"policy\.cooldown_s"):  # replaced by the lifecycle
+        load_settings(policy={"cooldown_s": 5})
+
+
+@pytest.mark.parametrize(
+    ("policy", "named"),
+    [
+        ({"clear_factor": 1.0}, r"policy\.clear_factor must be below policy\.warning_factor"),
+        ({"warning_factor": 0.7}, r"policy\.clear_factor must be below"),
+        ({"warning_factor": 2.5}, r"policy\.critical_factor must be at least"),
+        ({"critical_factor": 0.9}, r"policy\.critical_factor"),
+        ({"for_events": 0}, r"policy\.for_events \(env ALERTING__POLICY__FOR_EVENTS"),
+        ({"repeat_interval_s": -1}, r"policy\.repeat_interval_s"),
+        ({"resolve_after_s": -1}, r"policy\.resolve_after_s"),
+        ({"warning_factor": 0}, r"policy\.warning_factor"),
+    ],
+)
+def test_policy_settings_are_validated_and_named(policy: dict[str, float], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(policy=policy)
+
+
+def test_every_policy_setting_reaches_the_policy() -> None:
+    from alerting.cli import build_processor
+
+    values = {"warning_factor": 1.5, "critical_factor": 2.5, "clear_factor": 0.5,
+              "for_events": 3, "repeat_interval_s": 42.0, "resolve_after_s": 7.0,
+              "inhibit": False}  # fmt: skip
+    processor = build_processor(load_settings(policy=values))
+    assert processor.policy.params() == values
 
 
 def test_wrong_type_names_the_setting_and_its_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
