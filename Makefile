@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps demo test test-unit test-integration test-slow lint typecheck bench clean
+.PHONY: help venv system-deps demo test test-unit test-integration test-slow lint typecheck bench bench-detection clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ typecheck: $(STAMP) ## mypy --strict
 
 bench: $(STAMP) ## throughput of `alerting run` on the embedded broker
 	$(BIN)/python benchmarks/bench_run.py
+
+bench-detection: $(STAMP) ## every detector over the synthetic anomaly catalogue and Shuttle (~10 min)
+	$(BIN)/python benchmarks/detection/run.py
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

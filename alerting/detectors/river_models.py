@@ -737,6 +737,14 @@ class StandardAbsoluteDeviationDetector(_PerFeatureDetector):
             detector.variance = _FadingVar(fading)
         return detector
 
+    def explain_one(self, x: dict[str, float]) -> dict[str, float]:
+        """Each scored feature's deviation in σ, signed: + above its mean, − below."""
+        out = super().explain_one(x)
+        for name, score in out.items():
+            if x[name] < self._detectors[name].sub_stat.get():
+                out[name] = -score
+        return out
+
     def clone(self) -> StandardAbsoluteDeviationDetector:
         return StandardAbsoluteDeviationDetector(
             self.grace_period, self.max_features, self.half_life

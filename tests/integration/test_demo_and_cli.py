@@ -72,7 +72,11 @@ def test_demo_shows_alerts_serves_metrics_and_leaves_nothing_running(tmp_path: P
     assert alerts, f"no alerts in 25 s of demo:\n{err[-3000:]}"
     types = {a["type"] for a in alerts}
     assert "io.alerting.anomaly.firing" in types
-    assert types <= {"io.alerting.anomaly.firing", "io.alerting.drift"}
+    assert types <= {
+        "io.alerting.anomaly.firing",
+        "io.alerting.anomaly.resolved",
+        "io.alerting.drift",
+    }
     assert (tmp_path / "labels.jsonl").read_text().strip(), "the demo's replay writes labels"
     time.sleep(0.5)
     assert _processes_with(marker) == [], "demo left processes running"

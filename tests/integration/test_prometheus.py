@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from kafkastack import Stack, metrics_port, stop
 
+from alerting.detectors import DEFAULT_DETECTOR
 from alerting.embedded_broker import free_port
 
 pytestmark = pytest.mark.kafka
@@ -172,6 +173,8 @@ def test_dashboard_and_recording_rules_have_data_in_a_real_prometheus(
         # the template variables' queries: label_values(alerting_build_info, job),
         # label_values(alerting_build_info{job=~"$job"}, detector) and
         # label_values(alerting_build_info{job=~"$job", detector=~"$detector"}, instance)
+        detector = DEFAULT_DETECTOR
+
         def variables_resolve() -> bool:
             jobs = api(prom_port, "label/job/values", **{"match[]": "alerting_build_info"})
             detectors = api(
@@ -182,9 +185,9 @@ def test_dashboard_and_recording_rules_have_data_in_a_real_prometheus(
             instances = api(
                 prom_port,
                 "label/instance/values",
-                **{"match[]": f'alerting_build_info{{job=~"{JOB}", detector=~"zscore"}}'},
+                **{"match[]": f'alerting_build_info{{job=~"{JOB}", detector=~"{detector}"}}'},
             )
-            return JOB in jobs and "zscore" in detectors and instance in instances
+            return JOB in jobs and detector in detectors and instance in instances
 
         stack.wait_for(variables_resolve, 20, "the dashboard's job and instance variables")
 

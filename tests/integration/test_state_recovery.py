@@ -164,14 +164,14 @@ def test_state_from_another_detector_configuration_is_refused_not_fatal(stack: S
     replay = stack.cli(*REPLAY[:3], "3000", *REPLAY[4:], "--fast")
     assert replay.returncode == 0, replay.stderr
     name = "reconfigured"
-    first = stack.start("run", log_name="first", **_run_env(stack, name))
+    zscore = {"ALERTING__DETECTOR__NAME": "zscore"}
+    first = stack.start("run", log_name="first", **_run_env(stack, name), **zscore)
     stack.wait_for(lambda: _committed(stack, name) == 3000, 120, "the first run")
     assert stop(first) == 0
     # same changelog, another configuration: its snapshots must be refused, not crash
     more = stack.cli(*REPLAY[:3], "3000", "--seed", "22", *REPLAY[6:], "--fast")
     assert more.returncode == 0, more.stderr
-    env = {**_run_env(stack, name), "ALERTING__DETECTOR__PARAMS": '{"window": 64}',
-           "ALERTING__DETECTOR__NAME": "zscore"}  # fmt: skip
+    env = {**_run_env(stack, name), **zscore, "ALERTING__DETECTOR__PARAMS": '{"window": 64}'}
     second = stack.start("run", log_name="second", **env)
     stack.wait_for(lambda: _committed(stack, name) == 6000, 120, "the second run")
     port = metrics_port(stack.log("second"))
