@@ -45,6 +45,11 @@ def rfc3339(moment: datetime) -> str:
     return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def rfc3339_seconds(seconds: float) -> str:
+    """:func:`rfc3339` of a time in seconds since the epoch."""
+    return rfc3339(datetime.fromtimestamp(seconds, UTC))
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One alert, before it is encoded as a CloudEvent."""

@@ -51,13 +51,6 @@ class FeatureStats:
         self.alpha = alpha
         self.stats: dict[str, list[float]] = {}
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "stats": self.stats}
-
-    def __setstate__(self, values: dict[str, Any]) -> None:
-        self.alpha = values["alpha"]
-        self.stats = values["stats"]
-
     def update(self, x: dict[str, float]) -> None:
         """Learn one event's features."""
         stats = self.stats

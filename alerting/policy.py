@@ -60,13 +60,6 @@ class Episode:
         self.below_since: float | None = None  # start of the current run below the clear level
         self.firing_id = ""  # id of the episode's first firing alert (set by the processor)
 
-    def __getstate__(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __setstate__(self, values: dict[str, object]) -> None:
-        for name, value in values.items():
-            setattr(self, name, value)
-
 
 class PolicyState:
     """Per-entity policy memory: breaching runs and open episodes per event kind, and the
@@ -80,13 +73,6 @@ class PolicyState:
         self.penalty_factor = 1.0
         self.penalty_until = -math.inf
         self.mute_until = -math.inf
-
-    def __getstate__(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __setstate__(self, values: dict[str, object]) -> None:
-        for name, value in values.items():
-            setattr(self, name, value)
 
 
 @dataclass(slots=True)  # not frozen: made for every event, and frozen init is 7x slower

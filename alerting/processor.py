@@ -27,11 +27,10 @@ learned twice and decisions stay identical to an uninterrupted run.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
-from alerting.alerts import DRIFT, FIRING, RESOLVED, Alert, SourcePosition, rfc3339
-from alerting.detectors import Detector, model_version
+from alerting.alerts import DRIFT, FIRING, RESOLVED, Alert, SourcePosition, rfc3339_seconds
+from alerting.detectors import Detector, explain, model_version
 from alerting.drift import Challenger, Drift, DriftMonitor
 from alerting.events import Event, Trade
 from alerting.explain import explain as explain_features
@@ -113,7 +112,7 @@ class Processor:
             "drift": None if self.drift is None else self.drift.params(),
             "drift_action": [self.drift_action, self.challenger_events],
             "features": 3,  # bump when alerting.features changes what it computes
-            "policy_state": 2,  # bump when PolicyState / EntityState.stats change layout
+            "policy_state": 3,  # bump when PolicyState / EntityState.stats change layout
         }
 
     def codec(self) -> SnapshotCodec:
@@ -197,22 +196,11 @@ class Processor:
         decision = self.policy.evaluate(state.policy, score, threshold, timestamp, event.kind)
         if decision.suppressed is not None:
             self.suppressed[decision.suppressed] += 1
-        severity = decision.severity if decision.notification is not None else None
         # explain against the state the score was computed on, i.e. before learning x
-        explain = getattr(model, "explain_one", None) if severity is not None else None
-        contributions: dict[str, float] = explain(x) if explain is not None else {}
-        explanation = (
-            explain_features(
-                state.stats,
-                x,
-                contributions,
-                event.entity,
-                event.kind,
-                severity,
-                getattr(model, "score_unit", ""),
-            )
-            if severity is not None
-            else None
+        firing = (
+            None
+            if decision.notification is None
+            else self._firing(event, state, model, decision, score, x, source)
         )
         state.stats.update(x)
         if flagged and self.protect and state.consecutive_flags < self.protect_max_consecutive:
@@ -225,15 +213,39 @@ class Processor:
         alerts = [] if not drifted else [self._drifted(event, state, drifted, x, source)]
         if decision.resolved:
             alerts.append(self._resolved(event, decision, score, x, source))
-        if severity is None or explanation is None:
-            return alerts
-        episode = decision.episode
-        assert episode is not None and decision.notification is not None
+        if firing is not None:
+            alerts.append(firing)
+        return alerts
+
+    def _firing(
+        self,
+        event: Event,
+        state: EntityState,
+        model: Detector,
+        decision: Decision,
+        score: float,
+        x: dict[str, float],
+        source: SourcePosition | None,
+    ) -> Alert:
+        """The firing CloudEvent of the notification ``decision`` sends, explained against
+        ``state`` and ``model`` as they scored ``x``."""
+        episode, notification, severity = decision.episode, decision.notification, decision.severity
+        assert episode is not None and notification is not None and severity is not None
+        contributions = explain(model, x)
+        explanation = explain_features(
+            state.stats,
+            x,
+            contributions,
+            event.entity,
+            event.kind,
+            severity,
+            getattr(model, "score_unit", ""),
+        )
         details = {
             "status": "firing",
-            "notification": decision.notification,
+            "notification": notification,
             "firing_id": episode.firing_id,
-            "started_at": rfc3339(_utc(episode.started_at)),
+            "started_at": rfc3339_seconds(episode.started_at),
             "explanation": explanation,
         }
         alert = Alert(
@@ -252,10 +264,9 @@ class Processor:
             kind=event.kind,
             details=details,
         )
-        if decision.notification == "new":
+        if notification == "new":
             episode.firing_id = details["firing_id"] = alert.id
-        alerts.append(alert)
-        return alerts
+        return alert
 
     def _resolved(
         self,
@@ -269,7 +280,7 @@ class Processor:
         episode = decision.episode
         assert episode is not None and decision.severity is not None
         duration = round(event.timestamp - episode.started_at, 6)  # event times are in µs
-        started = rfc3339(_utc(episode.started_at))
+        started = rfc3339_seconds(episode.started_at)
         return Alert(
             type=RESOLVED,
             entity=event.entity,
@@ -387,7 +398,3 @@ def summarize(event: Event, explained: str) -> str:
     reasons = explained[len(prefix) :] if explained.startswith(prefix) else explained
     what = f"trade {event.size:g} @ {event.price:g}" if isinstance(event, Trade) else event.kind
     return f"{event.entity} {what}: {reasons}"
-
-
-def _utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, UTC)

@@ -107,7 +107,6 @@ class EntityState:
 
     def __setstate__(self, values: dict[str, Any]) -> None:
         self.drift = self.challenger = None  # absent from older snapshots
-        self.stats = FeatureStats()
         for name, value in values.items():
             setattr(self, name, value)
 
@@ -313,11 +312,7 @@ class EntityStore:
             live.move_to_end(entity)
         else:
             state = self._load(entity) or self._new(partition)
-            if len(live) >= self.max_live:
-                self._evict(next(iter(live)))
-            live[entity] = state
-            if self.on_enter is not None:
-                self.on_enter(state)
+            self._enter(entity, state)
         self._dirty.add(entity)
         return state
 
@@ -329,13 +324,18 @@ class EntityStore:
             state = self._load(entity)
             if state is None:
                 return None
-            if len(self._live) >= self.max_live:
-                self._evict(next(iter(self._live)))
-            self._live[entity] = state
-            if self.on_enter is not None:
-                self.on_enter(state)
+            self._enter(entity, state)
         self._dirty.add(entity)
         return state
+
+    def _enter(self, entity: str, state: EntityState) -> None:
+        """Make a loaded or new state live, moving the least recently used out if full."""
+        live = self._live
+        if len(live) >= self.max_live:
+            self._evict(next(iter(live)))
+        live[entity] = state
+        if self.on_enter is not None:
+            self.on_enter(state)
 
     def _new(self, partition: int) -> EntityState:
         state = self.factory()
