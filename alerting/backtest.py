@@ -13,7 +13,6 @@ part of the composition root, not of the pure core.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import logging
@@ -55,6 +54,8 @@ _FALSE = frozenset({"", "0", "false", "f", "no", "n", "normal", "nan", "none", "
 
 
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    from producers.replay import add_column_arguments
+
     p.add_argument("data", type=Path, help="the recorded stream: CSV or JSONL (.gz too)")
     lab = p.add_argument_group("ground truth (one of)")
     lab.add_argument(
@@ -113,20 +114,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="chart at most N entities, those with the most windows first (default 20)",
     )
-    cols = p.add_argument_group("file columns (as alerting replay)")
-    cols.add_argument("--kind-column", help="column holding the event kind")
-    cols.add_argument(
-        "--kind",
-        choices=["trade", "quote", "metric"],
-        default="metric",
-        help="event kind when there is no kind column (default metric)",
-    )
-    cols.add_argument("--key-column", help="column holding the entity key (symbol)")
-    cols.add_argument("--key", help="fixed entity key for a single-series file")
-    cols.add_argument("--time-column", default="timestamp", help="column holding the event time")
-    cols.add_argument(
-        "--value-columns", help="comma-separated metric value columns (default: all numeric)"
-    )
+    add_column_arguments(p, "file columns (as alerting replay)")
     p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
 
 
@@ -254,27 +242,20 @@ def replay(run: Run, events: Iterator[Event], total: int | None, progress: bool)
 
 
 def _mapping(args: argparse.Namespace) -> ColumnMapping:
-    from producers.files import ColumnMapping
+    from producers.replay import column_mapping
 
     try:
-        return ColumnMapping(
-            kind=args.kind_column,
-            default_kind=args.kind,
-            key=args.key_column,
-            fixed_key=args.key,
-            time=args.time_column,
-            values=tuple(args.value_columns.split(",")) if args.value_columns else None,
-            label=args.label_column,
-        )
+        return column_mapping(args, label=args.label_column)
     except ValueError as exc:
         raise ConfigError(f"{args.data}: {exc}") from None
 
 
-def _rows(path: Path, mapping: ColumnMapping) -> Iterator[Event | InvalidRow]:
-    from producers.files import read_events
+def _rows(path: Path, mapping: ColumnMapping) -> Iterator[tuple[Event | InvalidRow, object]]:
+    """The file's rows, each with its label cell (:func:`producers.files.read_labelled_events`)."""
+    from producers.files import read_labelled_events
 
     try:
-        return read_events(path, mapping)  # checks the header now
+        return read_labelled_events(path, mapping)  # checks the header now
     except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -283,43 +264,11 @@ def valid_events(path: Path, mapping: ColumnMapping, skipped: list[InvalidRow]) 
     """The file's events; invalid rows are collected in ``skipped`` (as replay skips them)."""
     from producers.files import InvalidRow
 
-    for item in _rows(path, mapping):
+    for item, _ in _rows(path, mapping):
         if isinstance(item, InvalidRow):
             skipped.append(item)
             continue
         yield item
-
-
-def _raw_label_cells(path: Path, column: str) -> Iterator[object]:
-    """The label cell of each row, aligned with what :func:`read_events` yields per row."""
-    from producers.files import _format, _open_text
-
-    fmt, gzipped = _format(path)
-    with _open_text(path, gzipped) as source:
-        if fmt == "csv":
-            reader = csv.reader(source)
-            header = [name.strip() for name in next(reader, [])]
-            at = header.index(column)
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error:
-                    yield None
-                    continue
-                if row:
-                    yield row[at] if len(row) == len(header) else None
-        else:
-            for line in source:
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except ValueError:
-                    yield None
-                    continue
-                yield value.get(column) if isinstance(value, dict) else None
 
 
 def truthy(cell: object, where: str) -> bool:
@@ -349,9 +298,7 @@ def windows_from_column(path: Path, mapping: ColumnMapping) -> dict[str, list[Wi
 
     assert mapping.label is not None
     flags: dict[str, list[tuple[float, bool]]] = {}
-    for number, (item, cell) in enumerate(
-        zip(_rows(path, mapping), _raw_label_cells(path, mapping.label), strict=True), 1
-    ):
+    for number, (item, cell) in enumerate(_rows(path, mapping), 1):
         if isinstance(item, InvalidRow):
             continue
         where = f"{path.name} row {number}, column {mapping.label!r}"
@@ -374,11 +321,8 @@ def _with_detector(settings: Settings, name: str | None, seed: int | None) -> Se
         params = {}
         t = t.model_copy(update={"value": None} if t.kind == "fixed" else {"min_value": None})
     name = name or d.name
-    if seed is not None:
-        from alerting.detectors import _parameters
-
-        if "seed" in _parameters(REGISTRY[name].factory):
-            params["seed"] = seed
+    if seed is not None and "seed" in REGISTRY[name].parameters:
+        params["seed"] = seed
     try:
         build(name, params)
     except ValueError as exc:
@@ -430,11 +374,8 @@ def score_runs(runs: Sequence[Run], windows: dict[str, list[Window]], slack_s: f
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as source:
-        while chunk := source.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(source, "sha256").hexdigest()
 
 
 def versions() -> dict[str, str]:
@@ -698,12 +639,10 @@ def evaluate_command(settings: Settings, args: argparse.Namespace) -> int:
     except LabelError as exc:
         raise ConfigError(str(exc)) from None
     total = count_rows(data)
-    skipped: list[InvalidRow] = []
+    skipped: list[InvalidRow] = []  # the first run's; every run skips the same rows
     for n, run in enumerate(runs):
-        rows: list[InvalidRow] = []
-        replay(run, valid_events(data, mapping, rows), total, not args.no_progress)
-        if n == 0:
-            skipped = rows
+        events = valid_events(data, mapping, skipped if n == 0 else [])
+        replay(run, events, total, not args.no_progress)
     for item in skipped[:10]:
         log.warning("%s line %d skipped (%s): %s", data, item.line, item.reason, item.detail)
     if not runs[0].events:

@@ -182,11 +182,8 @@ def _synthetic_labels(text: str, path: Path) -> dict[str, list[Window]]:
         if not line.strip():
             continue
         try:
-            label = Label.from_json(line)
-            start = label.time.timestamp()
-            # labels of several events carry an inclusive ``end``; one-event labels do not
-            end_time = getattr(label, "end", None) or label.time
-            window = Window(start, end_time.timestamp(), label.anomaly)
+            label = Label.from_json(line)  # a one-event label's ``end`` is its ``time``
+            window = Window(label.time.timestamp(), label.end.timestamp(), label.anomaly)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise LabelError(
                 f"{path.name} line {number}: not a label ({type(exc).__name__}: {exc}); "

@@ -93,12 +93,12 @@ def entity_chart(
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(heights), 1, sharex=True, gridspec_kw={"height_ratios": heights})
     top = axes[0]
-    x, y = envelope(times, np.asarray(base.values, dtype=float))
+    values = np.asarray(base.values, dtype=float)
+    x, y = envelope(times, values)
     top.plot(_dates(x), y, color="#333333", lw=0.7)
     _shade(top, windows, span)
     top.set_ylabel(base.value_name or "value")
     fig.suptitle(f"{entity}: " + "; ".join(summary), x=0.01, ha="left", fontsize=10)
-    values = np.asarray(base.values, dtype=float)
     handles: list[Any] = [Patch(color=_WINDOW, alpha=0.3, label="labelled window")]
     offsets = np.linspace(0.0, 0.04, max(len(runs), 1))
     spread = float(np.nanmax(values) - np.nanmin(values)) if len(values) else 0.0
@@ -177,14 +177,6 @@ def _score_panel(
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:80] or "entity"
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 _CSS = """

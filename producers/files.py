@@ -41,7 +41,7 @@ import csv
 import gzip
 import json
 import math
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,7 +50,14 @@ from typing import IO, Literal
 from alerting.errors import InvalidEvent
 from alerting.events import Event, validate
 
-__all__ = ["ColumnMapping", "InvalidRow", "count_rows", "parse_time", "read_events"]
+__all__ = [
+    "ColumnMapping",
+    "InvalidRow",
+    "count_rows",
+    "parse_time",
+    "read_events",
+    "read_labelled_events",
+]
 
 Kind = Literal["trade", "quote", "metric"]
 _KINDS: tuple[Kind, ...] = ("trade", "quote", "metric")
@@ -131,6 +138,18 @@ def read_events(
     The header (CSV) or first object (JSON Lines) is checked against ``mapping`` now,
     so mapping errors raise :class:`ValueError` before the first row is yielded.
     """
+    return _items(read_labelled_events(path, mapping))
+
+
+def read_labelled_events(
+    path: str | Path, mapping: ColumnMapping | None = None
+) -> Iterator[tuple[Event | InvalidRow, object]]:
+    """As :func:`read_events`, each item paired with its row's cell of ``mapping.label``.
+
+    The cell is as read (a string in CSV, any JSON value in JSON Lines), None when the
+    row has no such cell, is invalid, or the mapping names no label column; reading the
+    truth with the events keeps the two aligned and reads the file once.
+    """
     path = Path(path)
     mapping = mapping or ColumnMapping()
     fmt, gzipped = _format(path)
@@ -146,6 +165,15 @@ def read_events(
     if first is not None:
         _check_object(first, mapping, path)
     return _read_jsonl(path, gzipped, mapping)
+
+
+def _items(rows: Iterator[tuple[Event | InvalidRow, object]]) -> Iterator[Event | InvalidRow]:
+    try:
+        for item, _ in rows:
+            yield item
+    finally:
+        if isinstance(rows, Generator):  # closing a half-read file's reader closes the file
+            rows.close()
 
 
 def count_rows(path: str | Path) -> int:
@@ -310,8 +338,11 @@ class _CsvPlan:
         return cls(header, mapping, time, reserved)
 
 
-def _read_csv(path: Path, gzipped: bool, plan: _CsvPlan) -> Iterator[Event | InvalidRow]:
+def _read_csv(
+    path: Path, gzipped: bool, plan: _CsvPlan
+) -> Iterator[tuple[Event | InvalidRow, object]]:
     width = len(plan.header)
+    label = plan.mapping.label
     with _open_text(path, gzipped) as source:
         taken: list[str] = []  # physical lines of the record being parsed
 
@@ -337,19 +368,21 @@ def _read_csv(path: Path, gzipped: bool, plan: _CsvPlan) -> Iterator[Event | Inv
             raw = "".join(taken).rstrip("\r\n")
             taken.clear()
             if problem is not None:
-                yield InvalidRow(line, "bad_row", problem, raw)
+                yield InvalidRow(line, "bad_row", problem, raw), None
                 continue
             if not row:
                 continue  # blank line
             if len(row) != width:
-                yield InvalidRow(line, "bad_row", f"expected {width} cells, got {len(row)}", raw)
+                detail = f"expected {width} cells, got {len(row)}"
+                yield InvalidRow(line, "bad_row", detail, raw), None
                 continue
             cells = dict(zip(plan.header, row, strict=True))
             try:
-                result: Event | InvalidRow = _build(cells, plan.mapping, plan.time, plan.reserved)
+                event = _build(cells, plan.mapping, plan.time, plan.reserved)
             except (_RowError, InvalidEvent) as exc:
-                result = InvalidRow(line, exc.reason, exc.detail, raw)
-            yield result
+                yield InvalidRow(line, exc.reason, exc.detail, raw), None
+                continue
+            yield event, (cells.get(label) if label is not None else None)
 
 
 # -- JSON Lines ---------------------------------------------------------------------------
@@ -391,7 +424,10 @@ def _check_object(first: Mapping[str, object], mapping: ColumnMapping, path: Pat
         )
 
 
-def _read_jsonl(path: Path, gzipped: bool, mapping: ColumnMapping) -> Iterator[Event | InvalidRow]:
+def _read_jsonl(
+    path: Path, gzipped: bool, mapping: ColumnMapping
+) -> Iterator[tuple[Event | InvalidRow, object]]:
+    label = mapping.label
     reserved = frozenset(
         name
         for name in (mapping.kind, mapping.key, *mapping.time_columns(), *mapping.label_columns)
@@ -405,23 +441,23 @@ def _read_jsonl(path: Path, gzipped: bool, mapping: ColumnMapping) -> Iterator[E
             try:
                 value = json.loads(line)
             except ValueError as exc:
-                yield InvalidRow(number, "not_json", str(exc), raw)
+                yield InvalidRow(number, "not_json", str(exc), raw), None
                 continue
             if not isinstance(value, dict):
-                yield InvalidRow(
-                    number, "not_an_object", f"expected an object, got {value!r:.60}", raw
-                )
+                detail = f"expected an object, got {value!r:.60}"
+                yield InvalidRow(number, "not_an_object", detail, raw), None
                 continue
-            result: Event | InvalidRow
+            cell = value.get(label) if label is not None else None  # before renames
             try:
                 if _is_event(value, mapping):
-                    result = _passthrough(value, mapping)
+                    event = _passthrough(value, mapping)
                 else:
                     time = next((n for n in mapping.time_columns() if n in value), mapping.time)
-                    result = _build(value, mapping, time, reserved)
+                    event = _build(value, mapping, time, reserved)
             except (_RowError, InvalidEvent) as exc:
-                result = InvalidRow(number, exc.reason, exc.detail, raw)
-            yield result
+                yield InvalidRow(number, exc.reason, exc.detail, raw), None
+                continue
+            yield event, cell
 
 
 def _is_event(value: Mapping[str, object], mapping: ColumnMapping) -> bool:

@@ -25,7 +25,7 @@ from alerting.events import Event, encode
 from alerting.settings import Settings
 
 if TYPE_CHECKING:  # the CLI imports this module to build --help: keep it light
-    from producers.files import InvalidRow
+    from producers.files import ColumnMapping, InvalidRow
     from producers.synthetic import Label
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,24 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
         help="write the stream to DIR/events.jsonl and its labels to DIR/labels.jsonl "
         "instead of publishing (no broker needed)",
     )
-    cols = p.add_argument_group("file columns")
+    add_column_arguments(p, "file columns")
+    pace = p.add_argument_group("pacing")
+    pace.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="event-time speed factor: 1 = real time (default), 10 = 10x faster",
+    )
+    pace.add_argument("--fast", action="store_true", help="as fast as possible, no pacing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_column_arguments(p: argparse.ArgumentParser, title: str) -> None:
+    """The flags mapping a recorded file's columns onto events (``replay FILE``, ``evaluate``).
+
+    :func:`column_mapping` turns them into a :class:`~producers.files.ColumnMapping`.
+    """
+    cols = p.add_argument_group(title)
     cols.add_argument("--kind-column", help="column holding the event kind")
     cols.add_argument(
         "--kind",
@@ -113,15 +130,24 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
     cols.add_argument(
         "--value-columns", help="comma-separated metric value columns (default: all numeric)"
     )
-    pace = p.add_argument_group("pacing")
-    pace.add_argument(
-        "--speed",
-        type=float,
-        default=1.0,
-        help="event-time speed factor: 1 = real time (default), 10 = 10x faster",
+
+
+def column_mapping(args: argparse.Namespace, label: str | None = None) -> ColumnMapping:
+    """The mapping the :func:`add_column_arguments` flags give, with ``label`` as the truth.
+
+    Raises :class:`ValueError` naming the flag that fixes a bad combination.
+    """
+    from producers.files import ColumnMapping
+
+    return ColumnMapping(
+        kind=args.kind_column,
+        default_kind=args.kind,
+        key=args.key_column,
+        fixed_key=args.key,
+        time=args.time_column,
+        values=tuple(args.value_columns.split(",")) if args.value_columns else None,
+        label=label,
     )
-    pace.add_argument("--fast", action="store_true", help="as fast as possible, no pacing")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _synthetic(args: argparse.Namespace, labels: list[Label]) -> Iterator[Event]:
@@ -153,17 +179,10 @@ def _labelled(stream: Iterator[tuple[Event, Label | None]], labels: list[Label])
 
 
 def _from_file(args: argparse.Namespace, skipped: list[InvalidRow]) -> Iterator[Event]:
-    from producers.files import ColumnMapping, read_events
+    from producers.files import read_events
 
     try:
-        mapping = ColumnMapping(
-            kind=args.kind_column,
-            default_kind=args.kind,
-            key=args.key_column,
-            fixed_key=args.key,
-            time=args.time_column,
-            values=tuple(args.value_columns.split(",")) if args.value_columns else None,
-        )
+        mapping = column_mapping(args)
     except ValueError as exc:
         raise ConfigError(f"replay {args.file}: {exc}") from None
     try:

@@ -64,6 +64,19 @@ class DetectorSpec:
     #: whose first event carries all its features (the conformance suite checks it)
     warmup_param: str
 
+    @property
+    def parameters(self) -> list[str]:
+        """The names :attr:`factory` takes as keyword parameters (what ``params`` may set).
+
+        >>> "seed" in REGISTRY["hst"].parameters, "seed" in REGISTRY["zscore"].parameters
+        (True, False)
+        """
+        return [
+            p.name
+            for p in inspect.signature(self.factory).parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+
 
 #: The registry (DEFAULT_DETECTOR below is the default). Each default threshold is
 #: measured on the seeded synthetic market without anomalies (5 symbols, 200 000
@@ -128,14 +141,6 @@ REGISTRY: dict[str, DetectorSpec] = {
 DEFAULT_DETECTOR = "sad"
 
 
-def _parameters(factory: Callable[..., Detector]) -> list[str]:
-    return [
-        p.name
-        for p in inspect.signature(factory).parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    ]
-
-
 def build(name: str, params: Mapping[str, Any] | None = None) -> Detector:
     """The template detector ``name`` with ``params``; ``ValueError`` names what is wrong."""
     try:
@@ -143,7 +148,7 @@ def build(name: str, params: Mapping[str, Any] | None = None) -> Detector:
     except (KeyError, TypeError):
         raise ValueError(f"unknown detector {name!r}; registered: {', '.join(REGISTRY)}") from None
     params = dict(params or {})
-    known = _parameters(spec.factory)
+    known = spec.parameters
     for key in params:
         if key not in known:
             raise ValueError(
