@@ -28,14 +28,16 @@ import json
 import re
 import uuid
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, get_args
 
 from alerting.alerts import FIRING, RESOLVED, Alert, rfc3339
+from alerting.policy import Severity
 
-SEVERITIES = ("warning", "critical")
+#: the policy's severities, in rising order (silences, ``tail --severity``, forwarding)
+SEVERITIES: Final[tuple[str, ...]] = get_args(Severity)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -263,6 +265,10 @@ class SilenceSet:
             )
         self._by_id = {**self._by_id, silence.id: silence}
 
+    def __len__(self) -> int:
+        """Silences known, expired ones included."""
+        return len(self._by_id)
+
     def get(self, silence_id: str) -> Silence | None:
         return self._by_id.get(silence_id)
 
@@ -278,10 +284,10 @@ class SilenceSet:
 
 
 def _lifecycle(alert: Alert) -> tuple[str | None, str | None]:
-    """(notification, firing_id) of an alert, wherever the policy put them."""
+    """(notification, firing_id) of an alert: the processor puts them in its details."""
     details = alert.details or {}
-    notification = getattr(alert, "notification", None) or details.get("notification")
-    firing_id = getattr(alert, "firing_id", None) or details.get("firing_id")
+    notification = details.get("notification")
+    firing_id = details.get("firing_id")
     return (
         str(notification) if notification else None,
         str(firing_id) if firing_id else None,
@@ -322,6 +328,8 @@ class SilenceGate:
 
     def admit(self, alert: Alert, now: float | None = None) -> bool:
         """True if ``alert`` is to be sent; False (and counted) if silenced."""
+        if not self._held and not self.silences:
+            return True  # the usual case, once per alert on the consume loop: nothing to do
         notification, firing_id = _lifecycle(alert)
         if alert.type == RESOLVED:
             if firing_id is not None and firing_id in self._held:
@@ -340,10 +348,6 @@ class SilenceGate:
         if alert.type == FIRING and firing_id is not None:
             self._held.pop(firing_id, None)  # a notification of the episode goes out now
         return True
-
-    def admit_all(self, alerts: Iterable[Alert]) -> list[Alert]:
-        now = self.clock()
-        return [a for a in alerts if self.admit(a, now)]
 
     def _remember(self, firing_id: str) -> None:
         self._held[firing_id] = None

@@ -66,7 +66,7 @@ class TopicReader(threading.Thread):
 
     ``start_at`` is ``beginning`` or ``end`` (the high watermark when the reader starts;
     fetch responses carry it, as tansu's ListOffsets does not). :attr:`ready` is set once
-    the reader has caught up with the high watermark it first saw on every partition.
+    the reader's position has reached the high watermark on every partition.
     ``handle`` must not raise; if it does, the record is logged and skipped.
     """
 
@@ -109,27 +109,26 @@ class TopicReader(threading.Thread):
         from kafka import TopicPartition
 
         from consumers.kafka_port import consumer_for
-        from consumers.subscriber import _seek_to_high_watermark
+        from consumers.subscriber import seek_to_high_watermark, wait_for_partitions
 
         consumer = consumer_for(self.settings, group_id=None, auto_offset_reset="earliest")
         try:
             started = time.monotonic()
-            partitions = None
-            while not self.stopping.is_set():
-                partitions = consumer.partitions_for_topic(self.topic)
-                if partitions:
-                    break
-                if self.wait_topic_s is not None and time.monotonic() - started > self.wait_topic_s:
-                    return  # no topic: nothing to read
-                self.stopping.wait(0.2)
-            if not partitions:
-                return
+            limit = self.wait_topic_s
+            partitions = wait_for_partitions(
+                consumer,
+                self.topic,
+                lambda: limit is not None and time.monotonic() - started > limit,
+                self.stopping.wait,
+            )
+            if partitions is None:
+                return  # stopped, or no topic: nothing to read
             tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             if self.start_at == "beginning":
                 consumer.seek_to_beginning(*tps)
             else:
-                _seek_to_high_watermark(consumer, tps)
+                seek_to_high_watermark(consumer, tps)
             failures = 0
             while not self.stopping.is_set():
                 try:

@@ -44,13 +44,14 @@ from alerting.alerts import DRIFT, FIRING, RESOLVED, rfc3339
 from alerting.errors import AlertingError, ConfigError
 from alerting.metrics import Metrics
 from alerting.settings import Settings
+from alerting.silences import SEVERITIES
+from consumers.subscriber import decode_cloudevent
 
 log = logging.getLogger(__name__)
 
 ANOMALY_ALERTNAME = "Anomaly"
 DRIFT_ALERTNAME = "Drift"
 CLOUDEVENTS_JSON = "application/cloudevents+json"
-SEVERITIES = ("warning", "critical")
 _SHORT_TYPES = {FIRING: "firing", RESOLVED: "resolved", DRIFT: "drift"}
 
 
@@ -279,7 +280,11 @@ class AlertmanagerTarget:
         return out
 
     def wants(self, item: Item) -> bool:
-        return item.cloudevent is not None and bool(self.payload([item]))
+        # exactly the alerts alertmanager_alerts maps to something (without mapping them)
+        if item.cloudevent is None:
+            return False
+        kind = short_type(item.cloudevent)
+        return kind != "other" and (self.drift or kind != "drift")
 
     def send(self, items: Sequence[Item]) -> None:
         body = json.dumps(self.payload(items)).encode()
@@ -508,11 +513,8 @@ class Forwarder:
     @staticmethod
     def _item(record: Any) -> Item:
         value = record.value
-        try:
-            cloudevent = json.loads(value)
-        except (TypeError, ValueError):
-            cloudevent = None
-        if not isinstance(cloudevent, dict) or not isinstance(cloudevent.get("type"), str):
+        cloudevent = decode_cloudevent(value)
+        if cloudevent is not None and not isinstance(cloudevent.get("type"), str):
             cloudevent = None
         return Item(record.topic, record.partition, record.offset, cloudevent, value)
 
@@ -637,22 +639,14 @@ class KafkaSource:
         self.consumer.subscribe([topic])
 
     def poll(self, max_records: int, timeout_ms: int) -> Sequence[Any]:
-        batches = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
-        records: list[Any] = []
-        for part in batches.values():
-            records.extend(part)
-        return records
+        from consumers.kafka_port import records_of
+
+        return records_of(self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records))
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        from kafka import TopicPartition
-        from kafka.structs import OffsetAndMetadata
+        from consumers.kafka_port import commit_offsets
 
-        self.consumer.commit(
-            {
-                TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
-                for (topic, partition), offset in offsets.items()
-            }
-        )
+        commit_offsets(self.consumer, offsets)
 
     def keepalive(self) -> None:
         # a poll with every partition paused keeps max_poll_interval_ms from expiring;

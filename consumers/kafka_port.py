@@ -50,6 +50,26 @@ def consumer_for(settings: Settings, group_id: str | None, **extra: Any) -> Kafk
     return KafkaConsumer(**options)
 
 
+def records_of(batches: Mapping[TopicPartition, list[Any]]) -> list[Any]:
+    """The records of a ``poll()`` answer as one list (no copy for a single partition)."""
+    if len(batches) == 1:
+        return next(iter(batches.values()))
+    records: list[Any] = []
+    for part in batches.values():
+        records.extend(part)
+    return records
+
+
+def commit_offsets(consumer: KafkaConsumer, offsets: Mapping[tuple[str, int], int]) -> None:
+    """Commit ``{(topic, partition): next offset to read}`` synchronously."""
+    consumer.commit(
+        {
+            TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+            for (topic, partition), offset in offsets.items()
+        }
+    )
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Runs inside poll(): revoked partitions are still ours, new ones not yet fetched."""
 
@@ -116,15 +136,7 @@ class KafkaPort:
             reader.close()
 
     def poll(self, max_records: int, timeout_ms: int) -> Sequence[InputRecord]:
-        batches = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
-        if not batches:
-            return []
-        if len(batches) == 1:
-            return next(iter(batches.values()))
-        records: list[InputRecord] = []
-        for part in batches.values():
-            records.extend(part)
-        return records
+        return records_of(self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records))
 
     def publish(self, messages: Sequence[Outgoing], timeout_s: float) -> None:
         send = self.producer.send
@@ -146,12 +158,7 @@ class KafkaPort:
             )
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        self.consumer.commit(
-            {
-                TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
-                for (topic, partition), offset in offsets.items()
-            }
-        )
+        commit_offsets(self.consumer, offsets)
 
     def lag(self) -> dict[int, int]:
         # highwater() is the fetch response's true high watermark; tansu's ListOffsets

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from alerting.settings import Settings
+from alerting.silences import SEVERITIES
 
 _COLOURS = {
     "critical": "\033[1;31m",  # bold red
@@ -27,7 +28,19 @@ _COLOURS = {
 }
 _RESET = "\033[0m"
 TYPES = ("firing", "resolved", "drift")
-SEVERITIES = ("warning", "critical")
+
+
+def decode_cloudevent(value: bytes | None) -> dict[str, Any] | None:
+    """The JSON object in an alerts-topic record, or None if it holds none.
+
+    >>> decode_cloudevent(b'{"type": "x"}'), decode_cloudevent(b"[1]"), decode_cloudevent(None)
+    ({'type': 'x'}, None, None)
+    """
+    try:
+        cloudevent = json.loads(value or b"")
+    except (ValueError, TypeError):
+        return None
+    return cloudevent if isinstance(cloudevent, dict) else None
 
 
 def _kind(cloudevent: dict[str, Any]) -> str:
@@ -202,12 +215,7 @@ def render(
 
     An unreadable record is shown (as such) only when no filter is set.
     """
-    try:
-        cloudevent = json.loads(value or b"")
-        if not isinstance(cloudevent, dict):
-            raise ValueError("not an object")
-    except (ValueError, TypeError):
-        cloudevent = None
+    cloudevent = decode_cloudevent(value)
     if cloudevent is None:
         if wanted.active:
             return None  # cannot tell whether it matches
@@ -221,7 +229,23 @@ def render(
     return format_alert(cloudevent, color)
 
 
-def _seek_to_high_watermark(consumer: Any, assigned: list[Any], wait_s: float = 5.0) -> None:
+def wait_for_partitions(
+    consumer: Any,
+    topic: str,
+    give_up: Callable[[], bool],
+    pause: Callable[[float], bool | None] = time.sleep,
+) -> set[int] | None:
+    """The partitions of ``topic`` once the metadata lists any (it may not exist yet);
+    None when ``give_up()`` says so or ``pause`` returns True (a stop event's ``wait``)."""
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        if give_up() or pause(0.2):
+            return None
+
+
+def seek_to_high_watermark(consumer: Any, assigned: list[Any], wait_s: float = 5.0) -> None:
     """Start after the newest alert.
 
     ``seek_to_end`` asks ListOffsets, which some brokers (tansu) answer with the last
@@ -253,22 +277,21 @@ def tail_command(
 
     consumer = consumer_for(settings, group_id=None)
     topic = settings.topics.alerts
-    partitions = None
     deadline = time.monotonic() + args.timeout if args.timeout else None
-    while not partitions:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            break
-        if (deadline and time.monotonic() > deadline) or (should_stop and should_stop()):
-            consumer.close()
-            return 1 if args.max else 0
-        time.sleep(0.2)
+
+    def give_up() -> bool:
+        return bool(deadline and time.monotonic() > deadline) or bool(should_stop and should_stop())
+
+    partitions = wait_for_partitions(consumer, topic, give_up)
+    if partitions is None:
+        consumer.close()
+        return 1 if args.max else 0
     assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(assigned)
     if args.from_beginning:
         consumer.seek_to_beginning(*assigned)
     else:
-        _seek_to_high_watermark(consumer, assigned)
+        seek_to_high_watermark(consumer, assigned)
     color = args.color if args.color is not None else out.isatty()
     wanted = AlertFilter.from_args(args)
     seen = 0
