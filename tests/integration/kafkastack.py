@@ -140,14 +140,17 @@ class Stack:
             ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
         return ends
 
-    def committed(self) -> dict[int, int]:
+    def committed(self, topic: str | None = None, group: str | None = None) -> dict[int, int]:
+        """Committed offsets per partition of ``topic`` (default: events) for ``group``."""
         consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False
+            bootstrap_servers=self.bootstrap,
+            group_id=group or self.group,
+            enable_auto_commit=False,
         )
         try:
             out = {}
             for p in range(self.partitions):
-                offset = consumer.committed(TopicPartition(self.events, p))
+                offset = consumer.committed(TopicPartition(topic or self.events, p))
                 if offset is not None:
                     out[p] = offset
             return out

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from kafkastack import Stack, metrics_port, scrape, stop
 
 from alerting.alerts import DRIFT, FIRING, RESOLVED, Alert, SourcePosition, rfc3339
@@ -88,18 +87,7 @@ def publish(stack: Stack, *events: dict[str, Any]) -> None:
 
 
 def committed(stack: Stack, group: str) -> dict[int, int]:
-    consumer = KafkaConsumer(
-        bootstrap_servers=stack.bootstrap, group_id=group, enable_auto_commit=False
-    )
-    try:
-        out = {}
-        for p in range(stack.partitions):
-            offset = consumer.committed(TopicPartition(stack.alerts, p))
-            if offset is not None:
-                out[p] = offset
-        return out
-    finally:
-        consumer.close()
+    return stack.committed(stack.alerts, group)
 
 
 class Forward:
