@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, get_args
 
-from alerting.alerts import FIRING, RESOLVED, Alert, rfc3339
+from alerting.alerts import FIRING, RESOLVED, Alert, rfc3339_seconds
 from alerting.policy import Severity
 
 #: the policy's severities, in rising order (silences, ``tail --severity``, forwarding)
@@ -90,10 +90,6 @@ def _time(value: Any, name: str) -> float:
     return moment.timestamp()
 
 
-def _rfc(seconds: float) -> str:
-    return rfc3339(datetime.fromtimestamp(seconds, UTC))
-
-
 @dataclass(frozen=True, slots=True)
 class Silence:
     """One silence. Times are seconds since the epoch (wall clock)."""
@@ -118,8 +114,8 @@ class Silence:
             )
         if not self.ends_at >= self.starts_at:
             raise ValueError(
-                f"ends_at ({_rfc(self.ends_at)}) must not be before starts_at "
-                f"({_rfc(self.starts_at)})"
+                f"ends_at ({rfc3339_seconds(self.ends_at)}) must not be before starts_at "
+                f"({rfc3339_seconds(self.starts_at)})"
             )
 
     def matches(self, entity: str, severity: str) -> bool:
@@ -157,11 +153,11 @@ class Silence:
             "id": self.id,
             "entity": self.entity,
             "severity": self.severity,
-            "starts_at": _rfc(self.starts_at),
-            "ends_at": _rfc(self.ends_at),
+            "starts_at": rfc3339_seconds(self.starts_at),
+            "ends_at": rfc3339_seconds(self.ends_at),
             "comment": self.comment,
             "author": self.author,
-            "created_at": _rfc(self.created_at),
+            "created_at": rfc3339_seconds(self.created_at),
         }
 
     def to_json(self) -> bytes:

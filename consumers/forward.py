@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from alerting.alerts import DRIFT, FIRING, RESOLVED, rfc3339
+from alerting.alerts import DRIFT, FIRING, RESOLVED, rfc3339, rfc3339_seconds
 from alerting.errors import AlertingError, ConfigError
 from alerting.metrics import Metrics
 from alerting.settings import Settings
@@ -356,7 +356,7 @@ class DeadLetterLog:
         self, target: Target | None, item: Item, reason: str, detail: str, attempts: int
     ) -> None:
         entry: dict[str, Any] = {
-            "time": rfc3339(datetime.fromtimestamp(self.clock(), UTC)),
+            "time": rfc3339_seconds(self.clock()),
             "target": target.name if target is not None else None,
             "url": target.url if target is not None else None,
             "reason": reason,
