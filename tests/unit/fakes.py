@@ -13,8 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry
+
 from alerting.events import Event, encode
+from alerting.metrics import Metrics
+from alerting.processor import Processor
 from consumers.port import DeliveryError, Outgoing
+from consumers.runner import LoopConfig, Service
 
 DEFAULT_TOPIC = "market.events"
 
@@ -342,3 +347,30 @@ class FakePort:
         if partition is not None:
             return list(self.log.get((topic, partition), []))
         return [m for m in self.published if m.topic == topic]
+
+
+ALERTS = "test.alerts"
+DLQ = "test.dlq"
+
+
+def build_service(
+    port: FakePort,
+    processor: Processor,
+    clock: Callable[[], float],
+    max_batch_records: int = 1000,
+    changelog: str | None = None,
+    interval: float = 0.0,
+) -> tuple[Service, Metrics]:
+    """The consume loop on a fake port, with fast retries and its own metrics registry."""
+    metrics = Metrics(CollectorRegistry())
+    config = LoopConfig(
+        alerts_topic=ALERTS,
+        dead_letter_topic=DLQ,
+        max_batch_records=max_batch_records,
+        poll_timeout_ms=1,
+        delivery_timeout_s=0.01,
+        retry_backoff_s=0.001,
+        changelog_topic=changelog,
+        commit_interval_s=interval,
+    )
+    return Service(port, processor, metrics, config, clock=clock), metrics

@@ -8,8 +8,7 @@ import random
 from collections.abc import Callable
 
 import pytest
-from fakes import DEFAULT_TOPIC, Crash, FakePort, FakeRecord
-from prometheus_client import CollectorRegistry
+from fakes import ALERTS, DEFAULT_TOPIC, DLQ, Crash, FakePort, FakeRecord, build_service
 
 from alerting.detectors import RollingZScore
 from alerting.errors import InvalidEvent
@@ -20,11 +19,9 @@ from alerting.processor import Processor
 from alerting.state import SnapshotCodec
 from alerting.thresholds import FixedThreshold
 from consumers.port import Outgoing
-from consumers.runner import LoopConfig, Service
+from consumers.runner import Service
 from producers import dead_letters
 
-ALERTS = "test.alerts"
-DLQ = "test.dlq"
 CHANGELOG = "test.state"
 WARMUP = 5
 START = 1_700_000_000.0
@@ -51,24 +48,14 @@ def make_service(
     max_batch_records: int = 1000,
     changelog: str | None = CHANGELOG,
 ) -> tuple[Service, Metrics]:
-    metrics = Metrics(CollectorRegistry())
-    service = Service(
+    return build_service(
         port,
         processor if processor is not None else make_processor(),
-        metrics,
-        LoopConfig(
-            alerts_topic=ALERTS,
-            dead_letter_topic=DLQ,
-            max_batch_records=max_batch_records,
-            poll_timeout_ms=1,
-            delivery_timeout_s=0.01,
-            retry_backoff_s=0.001,
-            changelog_topic=changelog,
-            commit_interval_s=interval,
-        ),
-        clock=lambda: START,
+        lambda: START,
+        max_batch_records,
+        changelog,
+        interval,
     )
-    return service, metrics
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float:

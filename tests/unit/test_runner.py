@@ -7,8 +7,7 @@ import random
 from collections.abc import Sequence
 
 import pytest
-from fakes import DEFAULT_TOPIC, FakePort, FakeRecord
-from prometheus_client import CollectorRegistry
+from fakes import ALERTS, DEFAULT_TOPIC, DLQ, FakePort, FakeRecord, build_service
 
 from alerting.alerts import FIRING, SourcePosition
 from alerting.detectors import RollingZScore
@@ -18,11 +17,9 @@ from alerting.policy import AlertPolicy
 from alerting.processor import Processor
 from alerting.thresholds import FixedThreshold
 from consumers.port import Outgoing
-from consumers.runner import LoopConfig, Service
+from consumers.runner import Service
 from producers import dead_letters
 
-ALERTS = "test.alerts"
-DLQ = "test.dlq"
 WARMUP = 5
 
 
@@ -52,22 +49,12 @@ def make_service(
     clock: Clock | None = None,
     max_batch_records: int = 1000,
 ) -> tuple[Service, Metrics]:
-    metrics = Metrics(CollectorRegistry())
-    service = Service(
+    return build_service(
         port,
         processor if processor is not None else make_processor(),
-        metrics,
-        LoopConfig(
-            alerts_topic=ALERTS,
-            dead_letter_topic=DLQ,
-            max_batch_records=max_batch_records,
-            poll_timeout_ms=1,
-            delivery_timeout_s=0.01,
-            retry_backoff_s=0.001,
-        ),
-        clock=clock if clock is not None else Clock(),
+        clock if clock is not None else Clock(),
+        max_batch_records,
     )
-    return service, metrics
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float:
