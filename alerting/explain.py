@@ -66,8 +66,13 @@ class FeatureStats:
             delta = value - mean
             if n >= min_count:
                 if delta * delta > band2 * var:  # beyond the band: winsorise (no sqrt usually)
-                    reach = BAND_SIGMAS * math.sqrt(var)
-                    delta = reach if delta > 0 else -reach
+                    if var > 0.0:
+                        reach = BAND_SIGMAS * math.sqrt(var)
+                        delta = reach if delta > 0 else -reach
+                    elif not math.isfinite(delta):
+                        continue
+                    # else a so-far constant feature moved: learned as is, or its band
+                    # would stay 0 for good
             elif not math.isfinite(delta):
                 continue
             if n * alpha < 1.0:  # a plain mean and variance until 1/alpha values

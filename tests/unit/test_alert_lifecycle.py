@@ -281,3 +281,14 @@ def test_feature_statistics_are_bounded_and_winsorised() -> None:
     assert after[0] - before[0] <= 0.02 * before[1] + 1e-12  # moved by at most alpha × band
     with pytest.raises(ValueError, match="alpha"):
         FeatureStats(alpha=1.0)
+
+
+def test_a_constant_feature_that_moves_gets_a_usual_range() -> None:
+    # its band is 0, so winsorising at the band would hold it at the old value for good
+    stats = FeatureStats()
+    for i in range(300):
+        stats.update({"venue_count": 1.0 if i < 100 else 2.0})
+    stats.update({"venue_count": float("inf")})  # not a value: skipped, not learned
+    usual = stats.usual("venue_count")
+    assert usual is not None
+    assert usual[0] == pytest.approx(2.0, abs=0.05)
