@@ -128,6 +128,9 @@ Scaler = Literal["standard", "minmax"]
 MAX_GROUPS = 4
 #: Width of the logistic squash of standard scores for ``hst``: z = ±8 maps to 0.27 / 0.73.
 SQUASH_WIDTH = 8.0
+#: Smallest ``clip`` of ``sad``: winsorised closer in, a normal stream's variance shrinks
+#: with every update (at 1 σ the clipped variance is about half the true one, and so on).
+MIN_CLIP = 2.0
 
 
 def _clean(score: Any) -> float:
@@ -691,13 +694,28 @@ class _FadingVar(_FadingMean):
 class StandardAbsoluteDeviationDetector(_PerFeatureDetector):
     """River's ``StandardAbsoluteDeviation`` per feature: |x − mean| / std (the default).
 
-    In σ units like ``zscore``, with O(1) memory per feature. River's SAD keeps the mean
-    and variance of all history; a service that runs for months needs them to forget, or
-    a change of regime (a calmer or busier market) is never learned. So by default the
-    mean and variance forget exponentially with a ``half_life`` of 1 000 values of the
-    feature (each value weighs ``max(1/n, fading)``: a plain average while young, see
-    :class:`_FadingMean`); ``half_life = 0`` is River's all-history SAD. On the synthetic
-    market's anomaly catalogue the two detect the same windows (``benchmarks/detection``).
+    In σ units like ``zscore``, with O(1) memory per feature. Two changes to River's SAD,
+    which keeps the mean and variance of all history and learns every value as it is:
+
+    - **Forgetting.** A service that runs for months must learn a change of regime (a
+      calmer or busier market), so the mean and variance forget exponentially with a
+      ``half_life`` of 500 values of the feature (each value weighs ``max(1/n, fading)``:
+      a plain average while young, see :class:`_FadingMean`); ``half_life = 0`` is
+      River's all-history statistics.
+    - **Winsorised learning.** Once a feature scores (``grace_period`` values), a value
+      further than ``clip`` σ from its mean is learned as if it were at ``clip`` σ.
+      Learned as they are, frequent outliers inflate the variance until they no longer
+      stand out: 4 % of values at 9-10 σ nearly double σ and then score under 5, so they
+      are never flagged and the processor's ``protect`` never keeps them out. Winsorised,
+      each adds at most ``clip``² σ² to the variance (a bounded inflation while they are
+      fewer than 1 in ``clip``² values), they score over 6 again, and from then on
+      ``protect`` keeps them out of learning altogether. On River's Shuttle set (7 % of
+      samples are anomalies) this took the detector from 55 to 367 detected windows of
+      661 (``benchmarks/detection``). Normal values rarely pass 3.5 σ, so a clean
+      stream's variance is almost unchanged; a lasting change is still learned, as the
+      band it is clipped to widens with every clipped value; a so-far constant feature
+      (σ = 0) learns a new value as it is. ``clip = 0`` learns every value as it is.
+
     Capped at :data:`MAX_SCORE`, which a change of a so-far constant feature reaches.
 
     Parameters
@@ -708,6 +726,8 @@ class StandardAbsoluteDeviationDetector(_PerFeatureDetector):
         Most distinct feature names tracked.
     half_life
         Values of a feature after which an old value weighs half; 0 = never forget.
+    clip
+        Learn values beyond this many σ from the mean as if at it; 0 = learn as is.
 
     >>> det = StandardAbsoluteDeviationDetector(grace_period=10)
     >>> for i in range(50):
@@ -720,13 +740,25 @@ class StandardAbsoluteDeviationDetector(_PerFeatureDetector):
     score_unit = "σ"
 
     def __init__(
-        self, grace_period: int = 30, max_features: int = 128, half_life: int = 1000
+        self,
+        grace_period: int = 30,
+        max_features: int = 128,
+        half_life: int = 500,
+        clip: float = 3.5,
     ) -> None:
         self.grace_period = _check_int("grace_period", grace_period, 2)
         self.max_features = _check_int("max_features", max_features, 1)
         self.half_life = _check_int("half_life", half_life, 0)
         if self.half_life == 1:
             raise ValueError("half_life must be 0 (all history) or at least 2, got 1")
+        if (
+            isinstance(clip, bool)
+            or not isinstance(clip, int | float)
+            or not (clip == 0 or MIN_CLIP <= clip < math.inf)
+        ):
+            raise ValueError(f"clip must be 0 (off) or a number >= {MIN_CLIP}, got {clip!r}")
+        self.clip = float(clip)
+        self._clip2 = self.clip * self.clip
         super().__init__()
 
     def _new_detector(self) -> Any:
@@ -736,6 +768,18 @@ class StandardAbsoluteDeviationDetector(_PerFeatureDetector):
             detector.sub_stat = _FadingMean(fading)
             detector.variance = _FadingVar(fading)
         return detector
+
+    def _learn(self, name: str, detector: Any, value: float) -> None:
+        variance, mean = detector.variance, detector.sub_stat
+        if self.clip and self._counts[name] >= self.grace_period:
+            delta = value - mean.get()
+            var = variance.get()
+            # beyond the band (no sqrt usually); a so-far constant feature learns as is
+            if delta * delta > self._clip2 * var and var > 0.0:
+                reach = self.clip * math.sqrt(var)
+                value = mean.get() + (reach if delta > 0 else -reach)
+        variance.update(value)
+        mean.update(value)
 
     def explain_one(self, x: dict[str, float]) -> dict[str, float]:
         """Each scored feature's deviation in σ, signed: + above its mean, − below."""
@@ -747,7 +791,7 @@ class StandardAbsoluteDeviationDetector(_PerFeatureDetector):
 
     def clone(self) -> StandardAbsoluteDeviationDetector:
         return StandardAbsoluteDeviationDetector(
-            self.grace_period, self.max_features, self.half_life
+            self.grace_period, self.max_features, self.half_life, self.clip
         )
 
     def params(self) -> dict[str, object]:
@@ -755,4 +799,5 @@ class StandardAbsoluteDeviationDetector(_PerFeatureDetector):
             "grace_period": self.grace_period,
             "max_features": self.max_features,
             "half_life": self.half_life,
+            "clip": self.clip,
         }

@@ -295,7 +295,7 @@ def test_fading_statistics_equal_a_brute_force_weighted_mean_and_variance(fading
 def test_sad_with_a_half_life_forgets_an_old_regime() -> None:
     rng = random.Random(8)
     forgetting = build("sad", {"half_life": 200})
-    remembering = build("sad")
+    remembering = build("sad", {"half_life": 0, "clip": 0})  # River's own SAD
     for i in range(4000):
         x = {"v": rng.gauss(0 if i < 2000 else 50, 1)}
         forgetting.learn_one(x)
@@ -303,3 +303,42 @@ def test_sad_with_a_half_life_forgets_an_old_regime() -> None:
     # the new level is usual to both; back at the old level is news only to the forgetting one
     assert forgetting.score_one({"v": 50.0}) < 3.0
     assert forgetting.score_one({"v": 0.0}) > 20.0 > 2.0 > remembering.score_one({"v": 0.0})
+
+
+def _contaminated(seed: int, n: int) -> list[float]:
+    """Normal values N(0, 1), and 4 % outliers at 9-10 σ."""
+    rng = random.Random(seed)
+    return [rng.uniform(9, 10) if rng.random() < 0.04 else rng.gauss(0, 1) for _ in range(n)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sad_winsorised_learning_keeps_frequent_outliers_visible(seed: int) -> None:
+    clipped = build("sad")  # clip = 3.5 σ by default
+    learns_all = build("sad", {"clip": 0})
+    for value in _contaminated(seed, 5000):
+        for det in (clipped, learns_all):
+            if det.score_one({"v": value}) < 6.0:  # as the processor's protect: flagged
+                det.learn_one({"v": value})  # events are not learned
+    # learned as they are, the outliers almost double σ and score under 5: never flagged,
+    # so protect never keeps them out
+    assert learns_all.score_one({"v": 9.5}) < 5.0
+    # winsorised at 3.5 σ they hold σ up less, score over 6, and protect keeps them out
+    assert clipped.score_one({"v": 9.5}) > 8.0
+    assert clipped.score_one({"v": 1.0}) < 1.5  # σ is about the normal values' 1 again
+
+
+def test_sad_winsorised_learning_still_learns_a_lasting_change() -> None:
+    det = build("sad")
+    rng = random.Random(9)
+    for i in range(6000):
+        det.learn_one({"v": rng.gauss(0 if i < 3000 else 20, 1), "flat": 1.0 if i < 100 else 2.0})
+    # a 20 σ level shift is clipped at first, but the band widens with every clipped value
+    assert det.score_one({"v": 20.0}) < 3.0 < 6.0 < det.score_one({"v": 0.0})
+    # a so-far constant feature (σ = 0) that moves is learned as is, not held at its old value
+    assert det.score_one({"flat": 2.0}) < 0.1
+
+
+@pytest.mark.parametrize("clip", [1.5, -1, True, "3", float("inf"), float("nan")])
+def test_sad_clip_is_checked(clip: object) -> None:
+    with pytest.raises(ValueError, match=r"clip must be 0 \(off\) or a number >= 2"):
+        build("sad", {"clip": clip})
