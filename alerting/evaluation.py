@@ -37,6 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alerting.events import parse_time
+from alerting.labels import Label
+
 __all__ = [
     "PROFILES",
     "Figures",
@@ -153,8 +156,6 @@ def load_labels(path: str | Path) -> tuple[str, dict[str, list[Window]]]:
 
 
 def _windows_json(data: Mapping[str, Any], path: Path) -> dict[str, list[Window]]:
-    from producers.files import parse_time
-
     result: dict[str, list[Window]] = {}
     for entity, pairs in data.items():
         windows = []
@@ -175,8 +176,6 @@ def _windows_json(data: Mapping[str, Any], path: Path) -> dict[str, list[Window]
 
 
 def _synthetic_labels(text: str, path: Path) -> dict[str, list[Window]]:
-    from producers.synthetic import Label
-
     per_entity: dict[str, list[Window]] = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():

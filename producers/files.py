@@ -43,12 +43,12 @@ import json
 import math
 from collections.abc import Collection, Generator, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Literal
 
 from alerting.errors import InvalidEvent
-from alerting.events import Event, validate
+from alerting.events import Event, parse_time, validate
 
 __all__ = [
     "ColumnMapping",
@@ -72,7 +72,6 @@ _OPTIONAL: dict[str, tuple[str, ...]] = {
     "quote": ("bid_size", "ask_size"),
     "metric": (),
 }
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _JSONL_PEEK_LINES = 1000  # lines searched for a first JSON object to check the mapping against
 
 
@@ -194,52 +193,6 @@ def count_rows(path: str | Path) -> int:
     if fmt == "csv" and lines:
         lines -= 1
     return lines
-
-
-def parse_time(value: object) -> datetime:
-    """A timezone-aware UTC datetime from an RFC 3339 string or a number since the epoch.
-
-    Numbers are seconds, or milliseconds above 1e11 (microseconds above 1e14,
-    nanoseconds above 1e17); strings holding a number are read the same way.
-
-    >>> parse_time("2026-01-05T14:30:00Z") == parse_time(1767623400) == parse_time("1767623400000")
-    True
-    >>> parse_time("2026-01-05 15:30:00.5+01:00").isoformat()
-    '2026-01-05T14:30:00.500000+00:00'
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a time")
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            number = float(text)
-        except ValueError:
-            try:
-                moment = datetime.fromisoformat(text)
-            except ValueError:
-                raise ValueError(
-                    f"{value!r} is not an RFC 3339 time or a number since the epoch"
-                ) from None
-            if moment.tzinfo is None:
-                return moment.replace(tzinfo=UTC)
-            return moment.astimezone(UTC)
-    else:
-        raise ValueError(f"{value!r} is not a time")
-    if not math.isfinite(number):
-        raise ValueError(f"{value!r} is not a time")
-    magnitude = abs(number)
-    if magnitude >= 1e17:
-        number /= 1e9
-    elif magnitude >= 1e14:
-        number /= 1e6
-    elif magnitude >= 1e11:
-        number /= 1e3
-    try:
-        return _EPOCH + timedelta(seconds=number)
-    except OverflowError:
-        raise ValueError(f"{value!r} is out of the supported time range") from None
 
 
 # -- formats ------------------------------------------------------------------------------

@@ -64,19 +64,19 @@ existing ones; a multi-event type returns an ``_Episode`` that the generator car
 
 from __future__ import annotations
 
-import json
 import math
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
 from alerting.events import Event, Quote, Trade
+from alerting.labels import Label, read_labels, write_labels
+from alerting.labels import rfc3339_micro as _rfc3339
 
 __all__ = [
     "ANOMALY_TYPES",
@@ -250,95 +250,6 @@ AnomalySpec(name='fat_finger', weight=1.0, intensity=(0.2, 0.3)))
             ) from None
         specs.append(AnomalySpec(parts[0], weight, intensity))
     return tuple(specs)
-
-
-_UNSET_TIME = datetime.min.replace(tzinfo=UTC)  # "end not given": same as time
-
-
-@dataclass(frozen=True)
-class Label:
-    """Ground truth for one injected anomaly: a window of events of one entity.
-
-    ``end`` and ``end_index`` default to ``time`` and ``index`` (a one-event anomaly).
-    """
-
-    index: int  #: 0-based position of the window's first event in the generated stream
-    entity: str
-    time: datetime  #: event time where the window starts
-    kind: str  #: event kind: trade, quote, metric
-    anomaly: str  #: anomaly type name, see ANOMALY_TYPES
-    detail: str  #: short human explanation, e.g. "price +3.1% off the walk"
-    end: datetime = _UNSET_TIME  #: event time where the window ends (inclusive)
-    end_index: int = -1  #: position of the window's last event (may be past a stream's end)
-
-    def __post_init__(self) -> None:
-        if self.end is _UNSET_TIME:
-            object.__setattr__(self, "end", self.time)
-        if self.end_index == -1:
-            object.__setattr__(self, "end_index", self.index)
-        if self.end < self.time:
-            raise ValueError(f"end must not be before time, got {self.end} < {self.time}")
-        if self.end_index < self.index:
-            raise ValueError(f"end_index must be >= index, got {self.end_index} < {self.index}")
-
-    def to_json(self) -> str:
-        """One JSON object; ``time`` and ``end`` are RFC 3339 in UTC with a ``Z``."""
-        return json.dumps(
-            {
-                "index": self.index,
-                "entity": self.entity,
-                "time": _rfc3339(self.time),
-                "kind": self.kind,
-                "anomaly": self.anomaly,
-                "detail": self.detail,
-                "end": _rfc3339(self.end),
-                "end_index": self.end_index,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> Label:
-        """Parse the output of :meth:`to_json`; records without ``end`` are one event long."""
-        data = json.loads(text)
-        moment = _parse_time(data["time"])
-        return cls(
-            index=int(data["index"]),
-            entity=str(data["entity"]),
-            time=moment,
-            kind=str(data["kind"]),
-            anomaly=str(data["anomaly"]),
-            detail=str(data["detail"]),
-            end=_parse_time(data["end"]) if data.get("end") is not None else moment,
-            end_index=int(data["end_index"]) if data.get("end_index") is not None else -1,
-        )
-
-
-def write_labels(path: str | Path, labels: Iterable[Label]) -> int:
-    """Write labels as JSON Lines; return how many were written."""
-    written = 0
-    with Path(path).open("w", encoding="utf-8") as out:
-        for label in labels:
-            out.write(label.to_json())
-            out.write("\n")
-            written += 1
-    return written
-
-
-def read_labels(path: str | Path) -> list[Label]:
-    """Read labels written by :func:`write_labels` (blank lines are ignored)."""
-    with Path(path).open(encoding="utf-8") as source:
-        return [Label.from_json(line) for line in source if line.strip()]
-
-
-def _parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def _rfc3339(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _symbol_name(index: int) -> str:
