@@ -422,6 +422,25 @@ def test_the_metrics_port_agrees_everywhere(monkeypatch: pytest.MonkeyPatch) -> 
         assert scraped == port
 
 
+def test_every_service_serving_metrics_is_scraped(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    scraped = {
+        (name, int(dns["port"]))
+        for job in config["scrape_configs"]
+        for dns in job.get("dns_sd_configs", [])
+        for name in dns["names"]
+    }
+    serving = set()
+    for name, service in OURS.items():
+        if argv(service)[1] not in ("run", "forward"):  # the commands that serve /metrics
+            continue
+        metrics = settings_of(service, monkeypatch).metrics
+        if metrics.enabled and metrics.host == "0.0.0.0":
+            serving.add(name)
+            assert (name, metrics.port) in scraped, f"nothing scrapes {name}:{metrics.port}"
+    assert {"forward", *detectors()} <= serving
+
+
 def _static_scrape_of_replicas() -> bool:
     replicated = any(s.get("deploy", {}).get("replicas", 1) > 1 for s in detectors().values())
     return replicated and not scrape_targets()[1]
