@@ -126,6 +126,7 @@ def build_processor(settings: Settings, cold: ColdStore | None = None) -> Proces
             repeat_interval_s=p.repeat_interval_s,
             resolve_after_s=p.resolve_after_s,
             inhibit=p.inhibit,
+            inhibit_silence_s=p.inhibit_silence_s,
         )
         dr = settings.drift
         drift = (

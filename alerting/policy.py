@@ -19,7 +19,9 @@ Levels, for a threshold ``T`` (times an active feedback penalty, see :meth:`pena
   episode's highest so far, so it never goes down within an episode
 * held back, and counted by reason: ``for`` (not enough breaching events in a row yet),
   ``repeat_interval``, ``feedback_mute`` (the entity is muted by feedback), ``inhibited``
-  (a warning while another kind of the same entity has an open critical episode); a
+  (a warning while another kind of the same entity has an open critical episode, and
+  that kind has sent an event within ``inhibit_silence_s``: a feed that went silent
+  mid-episode does not hold back the others for good); a
   notification held back is sent at the next breaching event that is not held back, as
   ``new`` if the episode has sent nothing yet
 * a resolved notification is sent only for an episode that sent a firing one
@@ -50,15 +52,32 @@ REASONS: Final = ("for", "repeat_interval", "inhibited", "feedback_mute")
 class Episode:
     """One open episode of an entity and event kind."""
 
-    __slots__ = ("below_since", "firing_id", "notified", "notified_at", "severity", "started_at")
+    __slots__ = (
+        "below_since",
+        "firing_id",
+        "last_at",
+        "notified",
+        "notified_at",
+        "severity",
+        "started_at",
+    )
 
     def __init__(self, started_at: float, severity: Severity) -> None:
         self.started_at = started_at
+        self.last_at = started_at  # event time of the latest event of its kind
         self.severity: Severity = severity  # highest severity of its breaching events
         self.notified: Severity | None = None  # highest severity sent; None: nothing sent yet
         self.notified_at = -math.inf  # event time of the last notification sent
         self.below_since: float | None = None  # start of the current run below the clear level
         self.firing_id = ""  # id of the episode's first firing alert (set by the processor)
+
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        """Unpickle; episodes snapshotted before ``last_at`` existed take ``started_at``."""
+        slots = state[1]
+        for name, value in slots.items():
+            setattr(self, name, value)
+        if "last_at" not in slots:
+            self.last_at = self.started_at
 
 
 class PolicyState:
@@ -123,6 +142,7 @@ class AlertPolicy:
         repeat_interval_s: float = 300.0,
         resolve_after_s: float = 5.0,
         inhibit: bool = True,
+        inhibit_silence_s: float = 300.0,
     ) -> None:
         _check("warning_factor", warning_factor, 0.0, inclusive=False)
         if not critical_factor >= warning_factor:
@@ -140,6 +160,7 @@ class AlertPolicy:
             raise ValueError(f"for_events must be an integer of at least 1, got {for_events!r}")
         _check("repeat_interval_s", repeat_interval_s, 0.0)
         _check("resolve_after_s", resolve_after_s, 0.0)
+        _check("inhibit_silence_s", inhibit_silence_s, 0.0)
         self.warning_factor = warning_factor
         self.critical_factor = critical_factor
         self.clear_factor = clear_factor
@@ -147,6 +168,7 @@ class AlertPolicy:
         self.repeat_interval_s = repeat_interval_s
         self.resolve_after_s = resolve_after_s
         self.inhibit = inhibit
+        self.inhibit_silence_s = inhibit_silence_s
         self._quiet = Decision(math.nan)  # shared by quiet decisions at the same threshold
 
     def params(self) -> dict[str, object]:
@@ -158,6 +180,7 @@ class AlertPolicy:
             "repeat_interval_s": self.repeat_interval_s,
             "resolve_after_s": self.resolve_after_s,
             "inhibit": self.inhibit,
+            "inhibit_silence_s": self.inhibit_silence_s,
         }
 
     def penalize(
@@ -211,6 +234,7 @@ class AlertPolicy:
                 return Decision(threshold, suppressed="for")
             episode = state.episodes[kind] = Episode(event_time, severity)
         else:
+            episode.last_at = event_time
             if score < threshold * self.clear_factor:
                 if episode.below_since is None:
                     episode.below_since = event_time
@@ -236,12 +260,22 @@ class AlertPolicy:
             return Decision(threshold, suppressed="repeat_interval")
         if event_time < state.mute_until:
             return Decision(threshold, suppressed="feedback_mute")
-        if self.inhibit and episode.severity == "warning" and self._critical_elsewhere(state, kind):
+        if (
+            self.inhibit
+            and episode.severity == "warning"
+            and self._critical_elsewhere(state, kind, event_time)
+        ):
             return Decision(threshold, suppressed="inhibited")
         episode.notified = episode.severity
         episode.notified_at = event_time
         return Decision(threshold, notification, episode.severity, episode)
 
-    @staticmethod
-    def _critical_elsewhere(state: PolicyState, kind: str) -> bool:
-        return any(k != kind and e.severity == "critical" for k, e in state.episodes.items())
+    def _critical_elsewhere(self, state: PolicyState, kind: str, event_time: float) -> bool:
+        """Another kind has an open critical episode that is not silent (``0`` = never)."""
+        silence = self.inhibit_silence_s
+        return any(
+            k != kind
+            and e.severity == "critical"
+            and (not silence or event_time - e.last_at < silence)
+            for k, e in state.episodes.items()
+        )

@@ -303,6 +303,12 @@ class PolicySettings(_Section):
         description="While an entity has an open critical episode, hold back its warnings "
         "of other event kinds.",
     )
+    inhibit_silence_s: float = Field(
+        300.0,
+        ge=0,
+        description="A critical episode whose event kind has sent nothing for this many "
+        "event-time seconds no longer holds back other kinds (0 = until it resolves).",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> PolicySettings:

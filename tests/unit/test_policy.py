@@ -10,6 +10,7 @@ here started at ...", "the highest severity of the episode's breaching events".
 from __future__ import annotations
 
 import math
+import pickle
 import random
 from dataclasses import dataclass
 from math import nextafter
@@ -51,6 +52,7 @@ class Params:
     repeat_interval_s: float
     resolve_after_s: float
     inhibit: bool
+    inhibit_silence_s: float
 
 
 # -- the reference ------------------------------------------------------------------------
@@ -177,12 +179,15 @@ def reference(stream: list[Item], p: Params) -> list[tuple[str, float | None] | 
             continue
         if p.inhibit and severity == "warning":
             others = {x.kind for x in history if isinstance(x, Ev) and x.entity == e} - {k}
+            # the time of the latest event of each other kind, in arrival order
+            last_t = {x.kind: x.t for x in history[:i] if isinstance(x, Ev) and x.entity == e}
             open_critical = [
                 other
                 for other in others
                 if (theirs := episodes(history, e, other, p))
                 and theirs[-1][1] == -1
                 and highest(history, theirs[-1][0], i, e, other, p) == "critical"
+                and (not p.inhibit_silence_s or item.t - last_t[other] < p.inhibit_silence_s)
             ]
             if open_critical:
                 out.append(("held back: inhibited", None))
@@ -204,6 +209,7 @@ def random_params(rng: random.Random) -> Params:
         repeat_interval_s=rng.choice([0.0, 5.0, 30.0, 300.0]),
         resolve_after_s=rng.choice([0.0, 2.0, 10.0, 30.0]),
         inhibit=rng.random() < 0.7,
+        inhibit_silence_s=rng.choice([0.0, 300.0, 10.0, 2.0]),
     )
 
 
@@ -396,6 +402,35 @@ def test_a_critical_episode_inhibits_warnings_of_other_kinds_only() -> None:
     assert state.episodes["trade"].started_at == 1.0
 
 
+def test_a_silent_kind_stops_inhibiting_after_inhibit_silence_s() -> None:
+    policy = AlertPolicy(inhibit_silence_s=60.0)
+    state = PolicyState()
+    assert policy.evaluate(state, 13.0, 6.0, 0.0, "quote").label == "new critical"
+    assert policy.evaluate(state, 7.0, 6.0, 59.0, "trade").label == "held back: inhibited"
+    # the quote feed has said nothing for 60 s: its open episode no longer holds trades back
+    assert policy.evaluate(state, 7.0, 6.0, 60.0, "trade").label == "new warning"
+    assert "quote" in state.episodes  # still open: only an event of its kind decides that
+    # a quote comes back, still critical: it holds back the trades' warnings again
+    assert policy.evaluate(state, 13.0, 6.0, 61.0, "quote").label == "held back: repeat_interval"
+    state.episodes["trade"].notified_at = -1e9  # let the trade episode repeat at once
+    assert policy.evaluate(state, 7.0, 6.0, 62.0, "trade").label == "held back: inhibited"
+    # 0: an open critical episode inhibits until it resolves, however long it is silent
+    forever = AlertPolicy(inhibit_silence_s=0.0)
+    state = PolicyState()
+    forever.evaluate(state, 13.0, 6.0, 0.0, "quote")
+    assert forever.evaluate(state, 7.0, 6.0, 1e6, "trade").label == "held back: inhibited"
+
+
+def test_episodes_snapshotted_before_last_at_existed_still_load() -> None:
+    episode = Episode(100.0, "critical")
+    episode.last_at = 150.0
+    assert pickle.loads(pickle.dumps(episode)).last_at == 150.0
+    # what unpickling an episode of the previous version does: its slots, without last_at
+    old = Episode.__new__(Episode)
+    old.__setstate__((None, {n: getattr(episode, n) for n in Episode.__slots__ if n != "last_at"}))
+    assert (old.last_at, old.started_at, old.severity) == (100.0, 100.0, "critical")
+
+
 def test_an_episode_that_sent_nothing_closes_without_a_resolved() -> None:
     policy = AlertPolicy(resolve_after_s=0.0)
     state = PolicyState()
@@ -466,10 +501,11 @@ def test_state_pickles_with_its_open_episodes() -> None:
 
 
 def test_constructor_stores_its_parameters() -> None:
-    policy = AlertPolicy(1.2, 3.0, 0.5, 2, 60.0, 7.5, False)
+    policy = AlertPolicy(1.2, 3.0, 0.5, 2, 60.0, 7.5, False, 90.0)
     assert policy.params() == {
         "warning_factor": 1.2, "critical_factor": 3.0, "clear_factor": 0.5, "for_events": 2,
         "repeat_interval_s": 60.0, "resolve_after_s": 7.5, "inhibit": False,
+        "inhibit_silence_s": 90.0,
     }  # fmt: skip
     assert (policy.warning_factor, policy.for_events, policy.inhibit) == (1.2, 2, False)
 
@@ -488,6 +524,7 @@ def test_constructor_stores_its_parameters() -> None:
         ({"for_events": 1.5}, "for_events"),
         ({"repeat_interval_s": -1.0}, "repeat_interval_s"),
         ({"resolve_after_s": math.nan}, "resolve_after_s"),
+        ({"inhibit_silence_s": -1.0}, "inhibit_silence_s"),
     ],
 )
 def test_constructor_errors_name_the_parameter(kwargs: dict[str, float], parameter: str) -> None:

@@ -176,6 +176,7 @@ def test_unknown_key_in_code_is_rejected() -> None:
         ({"for_events": 0}, r"policy\.for_events \(env ALERTING__POLICY__FOR_EVENTS"),
         ({"repeat_interval_s": -1}, r"policy\.repeat_interval_s"),
         ({"resolve_after_s": -1}, r"policy\.resolve_after_s"),
+        ({"inhibit_silence_s": -1}, r"policy\.inhibit_silence_s"),
         ({"warning_factor": 0}, r"policy\.warning_factor"),
     ],
 )
@@ -189,7 +190,7 @@ def test_every_policy_setting_reaches_the_policy() -> None:
 
     values = {"warning_factor": 1.5, "critical_factor": 2.5, "clear_factor": 0.5,
               "for_events": 3, "repeat_interval_s": 42.0, "resolve_after_s": 7.0,
-              "inhibit": False}  # fmt: skip
+              "inhibit": False, "inhibit_silence_s": 33.0}  # fmt: skip
     processor = build_processor(load_settings(policy=values))
     assert processor.policy.params() == values
 
