@@ -342,3 +342,36 @@ def test_sad_winsorised_learning_still_learns_a_lasting_change() -> None:
 def test_sad_clip_is_checked(clip: object) -> None:
     with pytest.raises(ValueError, match=r"clip must be 0 \(off\) or a number >= 2"):
         build("sad", {"clip": clip})
+
+
+def test_sad_fast_path_matches_river_calls_exactly() -> None:
+    # the default sad scores and learns inline; the generic path calls River's score_one /
+    # learn_one and the statistics' get / update: both must agree to the last bit
+    from alerting.detectors.river_models import (
+        MAX_SCORE,
+        StandardAbsoluteDeviationDetector,
+        _PerFeatureDetector,
+    )
+
+    rng = random.Random(12)
+    fast = StandardAbsoluteDeviationDetector(grace_period=5, max_features=3, half_life=40)
+    slow = StandardAbsoluteDeviationDetector(grace_period=5, max_features=3, half_life=40)
+    for i in range(3000):
+        x = {"a": rng.gauss(0, 1) + (25.0 if rng.random() < 0.03 else 0.0)}
+        if i % 3:
+            x["b"] = 1.0 if i < 600 else 2.0  # constant, then a step (σ = 0 at first)
+        if rng.random() < 0.3:
+            x["c"] = rng.lognormvariate(0, 2)
+        if i > 2000:
+            x["d"] = 0.0  # a fourth feature: beyond max_features, never admitted
+        assert fast.score_one(x) == _PerFeatureDetector.score_one(slow, x)
+        fast.learn_one(x)
+        _PerFeatureDetector.learn_one(slow, x)
+    assert fast._counts == slow._counts and set(fast._detectors) == {"a", "b", "c"}
+    for name, detector in fast._detectors.items():
+        twin = slow._detectors[name]
+        assert (detector.variance.var, detector.sub_stat.mean) == (
+            twin.variance.var,
+            twin.sub_stat.mean,
+        )
+    assert fast.score_one({"a": 1e300, "b": float("nan")}) == MAX_SCORE
