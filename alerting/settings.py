@@ -15,11 +15,20 @@ variable and what was expected.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -385,6 +394,11 @@ class BrokerSettings(_Section):
     startup_timeout_s: float = Field(10.0, gt=0, description="Wait for it to accept connections.")
 
 
+#: an HTTP header name (RFC 9110 token) and the headers the forwarder sets itself
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_MANAGED_HEADERS = frozenset({"content-type", "content-length", "host", "x-alerting-signature-256"})
+
+
 class ForwardSettings(_Section):
     """`alerting forward`: alerts to Alertmanager and webhooks."""
 
@@ -415,6 +429,22 @@ class ForwardSettings(_Section):
         description="Attempts per alert to a webhook before it goes to the dead-letter log "
         "(Alertmanager is retried for as long as it takes).",
     )
+    alertmanager_headers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="HTTP headers added to every Alertmanager request, e.g. "
+        '{Authorization = "Bearer ..."} behind an authenticating proxy (values are secrets).',
+    )
+    webhook_headers: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="HTTP headers added to every webhook request, e.g. "
+        '{Authorization = "Bearer ..."} (values are secrets).',
+    )
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Key of an HMAC-SHA256 of each webhook request body, sent as "
+        "X-Alerting-Signature-256: sha256=<hex>, so the receiver can check the sender "
+        "(secret).",
+    )
     dead_letter_path: Path = Field(
         Path("alerting-forward-dead-letters.jsonl"),
         description="JSON Lines file of alerts that could not be delivered, with the "
@@ -437,6 +467,19 @@ class ForwardSettings(_Section):
     drift_ttl_s: float = Field(
         3600.0, gt=0, description="How long a drift alert stays active in Alertmanager."
     )
+
+    @field_validator("alertmanager_headers", "webhook_headers")
+    @classmethod
+    def _headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name, secret in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an HTTP header name")
+            if name.lower() in _MANAGED_HEADERS:
+                raise ValueError(f"{name} is set by the forwarder itself")
+            text = secret.get_secret_value()
+            if "\r" in text or "\n" in text:  # the value itself stays unprinted
+                raise ValueError(f"the value of {name} holds a line break")
+        return value
 
 
 class Settings(BaseSettings):

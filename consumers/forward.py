@@ -26,6 +26,8 @@ Errors::
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -39,6 +41,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
+
+from pydantic import SecretStr
 
 from alerting.alerts import DRIFT, FIRING, RESOLVED, rfc3339, rfc3339_seconds
 from alerting.errors import AlertingError, ConfigError
@@ -170,6 +174,23 @@ class DeliveryFailed(Exception):
         self.retryable = retryable
 
 
+#: the header carrying a webhook body's HMAC-SHA256 (``forward.webhook_secret``)
+SIGNATURE_HEADER = "X-Alerting-Signature-256"
+
+
+def signature(secret: bytes, body: bytes) -> str:
+    """The value of :data:`SIGNATURE_HEADER` for ``body``: ``sha256=`` and the hex HMAC.
+
+    A receiver recomputes it over the raw request body and compares in constant time:
+
+    >>> body = b'{"id":"1"}'
+    >>> received = signature(b"key", body)
+    >>> hmac.compare_digest(received, signature(b"key", body)), received[:15]
+    (True, 'sha256=77cb8fd1')
+    """
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
 #: POST ``body`` to ``url`` with ``headers``; returns (status, start of the response body)
 #: and raises OSError (urllib.error.URLError, TimeoutError, ...) when no answer came
 Post = Callable[[str, bytes, Mapping[str, str], float], tuple[int, str]]
@@ -255,6 +276,7 @@ class AlertmanagerTarget:
         drift: bool = True,
         post: Post = urllib_post,
         clock: Callable[[], float] = time.time,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"url: expected http:// or https://, got {url!r}")
@@ -268,6 +290,7 @@ class AlertmanagerTarget:
         self.drift = drift
         self.post = post
         self.clock = clock
+        self.headers = {"Content-Type": "application/json", **(headers or {})}
 
     def payload(self, items: Sequence[Item]) -> list[dict[str, Any]]:
         now = datetime.fromtimestamp(self.clock(), UTC)
@@ -288,8 +311,7 @@ class AlertmanagerTarget:
 
     def send(self, items: Sequence[Item]) -> None:
         body = json.dumps(self.payload(items)).encode()
-        headers = {"Content-Type": "application/json"}
-        post_checked(self.post, self.endpoint, body, headers, self.timeout_s)
+        post_checked(self.post, self.endpoint, body, self.headers, self.timeout_s)
 
 
 class WebhookTarget:
@@ -305,6 +327,8 @@ class WebhookTarget:
         max_attempts: int = 5,
         drift: bool = True,
         post: Post = urllib_post,
+        headers: Mapping[str, str] | None = None,
+        secret: bytes | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"url: expected http:// or https://, got {url!r}")
@@ -317,6 +341,8 @@ class WebhookTarget:
         self.max_attempts: int | None = max_attempts
         self.drift = drift
         self.post = post
+        self.headers = {"Content-Type": CLOUDEVENTS_JSON, **(headers or {})}
+        self.secret = secret or None
 
     def wants(self, item: Item) -> bool:
         if item.cloudevent is None:
@@ -326,7 +352,9 @@ class WebhookTarget:
     def send(self, items: Sequence[Item]) -> None:
         for item in items:
             body = json.dumps(item.cloudevent, separators=(",", ":")).encode()
-            headers = {"Content-Type": CLOUDEVENTS_JSON}
+            headers = self.headers
+            if self.secret is not None:
+                headers = {**headers, SIGNATURE_HEADER: signature(self.secret, body)}
             post_checked(self.post, self.url, body, headers, self.timeout_s)
 
 
@@ -668,6 +696,10 @@ class KafkaSource:
 # ---------------------------------------------------------------- the command
 
 
+def _revealed(headers: Mapping[str, SecretStr]) -> dict[str, str]:
+    return {name: value.get_secret_value() for name, value in headers.items()}
+
+
 def build_targets(settings: Settings) -> list[Target]:
     """The targets the settings name; ConfigError if none or one is wrong."""
     f = settings.forward
@@ -681,6 +713,7 @@ def build_targets(settings: Settings) -> list[Target]:
                     firing_ttl_s=f.firing_ttl_s,
                     drift_ttl_s=f.drift_ttl_s,
                     drift=f.drift == "alert",
+                    headers=_revealed(f.alertmanager_headers),
                 )
             )
         if f.webhook_url:
@@ -690,6 +723,10 @@ def build_targets(settings: Settings) -> list[Target]:
                     timeout_s=f.timeout_s,
                     max_attempts=f.max_attempts,
                     drift=f.drift == "alert",
+                    headers=_revealed(f.webhook_headers),
+                    secret=(
+                        f.webhook_secret.get_secret_value().encode() if f.webhook_secret else None
+                    ),
                 )
             )
     except ValueError as exc:

@@ -10,6 +10,8 @@ lifecycle fields of the alert contract), written to the test's alerts topic.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.server
 import json
 import shutil
@@ -211,15 +213,18 @@ class Hook(http.server.BaseHTTPRequestHandler):
     fail_first: ClassVar[int] = 0
     always_fail: ClassVar[bool] = False
     received: ClassVar[list[tuple[int, str, dict[str, Any]]]] = []
+    raw: ClassVar[list[tuple[bytes, dict[str, str]]]] = []  # body and headers as received
     lock: ClassVar[threading.Lock] = threading.Lock()
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.loads(raw)
         cls = type(self)
         with cls.lock:
             failing = cls.always_fail or len(cls.received) < cls.fail_first
             status = 503 if failing else 200
             cls.received.append((status, self.headers["Content-Type"], body))
+            cls.raw.append((raw, dict(self.headers.items())))
         self.send_response(status)
         self.end_headers()
 
@@ -234,6 +239,7 @@ def webhook() -> Iterator[Callable[[int, bool], str]]:
 
     def start(fail_first: int = 0, always_fail: bool = False) -> str:
         Hook.fail_first, Hook.always_fail, Hook.received = fail_first, always_fail, []
+        Hook.raw = []
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
@@ -372,6 +378,36 @@ def test_webhook_failing_at_first_gets_every_alert_after_retries(
     assert [b for s, _, b in Hook.received if s == 200] == events  # the CloudEvents, as published
     assert {t for _, t, _ in Hook.received} == {"application/cloudevents+json"}
     assert forward.dead() == []
+
+
+def test_webhook_gets_its_auth_header_and_a_signature_it_can_check(
+    stack: Stack, tmp_path: Path, webhook: Callable[[int, bool], str]
+) -> None:
+    url = webhook(0, False)
+    stack.partitions = 1
+    stack.create_topics()
+    now = datetime.now(UTC).replace(microsecond=0)
+    events = [cloudevent(FIRING, "S", now, now, n=0), cloudevent(RESOLVED, "S", now, now, n=1)]
+    publish(stack, *events)
+    forward = Forward(
+        stack,
+        tmp_path,
+        "--webhook",
+        url,
+        ALERTING__FORWARD__WEBHOOK_HEADERS='{"Authorization": "Bearer t0ken"}',
+        ALERTING__FORWARD__WEBHOOK_SECRET="s3cret",
+    )
+    try:
+        stack.wait_for(lambda: len(Hook.raw) == 2, 40, "two POSTs")
+        stack.wait_for(forward.all_committed, 20, "offsets committed")
+    finally:
+        forward.stop()
+    assert [json.loads(body) for body, _ in Hook.raw] == events
+    for body, headers in Hook.raw:
+        assert headers["Authorization"] == "Bearer t0ken"
+        want = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(headers["X-Alerting-Signature-256"], want)
+    assert "t0ken" not in forward.log() and "s3cret" not in forward.log()
 
 
 def test_webhook_always_failing_dead_letters_and_goes_on(

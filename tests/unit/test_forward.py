@@ -7,6 +7,8 @@ tests/integration/test_forwarding.py.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.server
 import json
 import logging
@@ -34,6 +36,7 @@ from alerting.metrics import Metrics
 from alerting.settings import load_settings
 from consumers.forward import (
     CLOUDEVENTS_JSON,
+    SIGNATURE_HEADER,
     AlertmanagerTarget,
     Backoff,
     DeadLetterLog,
@@ -422,6 +425,68 @@ def test_a_webhook_gets_each_cloudevent_as_its_body(tmp_path: Path, metrics: Met
     assert [p for _, p, _ in http.requests] == events
     assert {h["Content-Type"] for _, _, h in http.requests} == {CLOUDEVENTS_JSON}
     assert source.commits == [{(TOPIC, 0): 3}]
+
+
+def test_auth_headers_and_the_body_signature_go_with_every_request(
+    tmp_path: Path, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[str, bytes, dict[str, str]]] = []
+
+    def post(
+        url: str, body: bytes, headers: Mapping[str, str], timeout_s: float
+    ) -> tuple[int, str]:
+        sent.append((url, body, dict(headers)))
+        return 200, ""
+
+    for name in list(__import__("os").environ):
+        if name.startswith("ALERTING"):
+            monkeypatch.delenv(name)
+    settings = load_settings(
+        forward={
+            "alertmanager_url": AM_URL,
+            "webhook_url": HOOK_URL,
+            "alertmanager_headers": {"Authorization": "Basic YWxlcnQ6cw=="},
+            "webhook_headers": {"Authorization": "Bearer t0ken", "X-Team": "desk-7"},
+            "webhook_secret": "s3cret",
+        }
+    )
+    targets = build_targets(settings)
+    for target in targets:
+        target.post = post  # type: ignore[attr-defined]
+    events = [firing(), resolved()]
+    fwd, _ = forwarder([records_of(events)], targets, tmp_path, metrics)
+    fwd.run_once()
+    (am,) = [(b, h) for u, b, h in sent if u.startswith(AM_URL)]
+    hooks = [(b, h) for u, b, h in sent if u == HOOK_URL]
+    assert am[1] == {"Content-Type": "application/json", "Authorization": "Basic YWxlcnQ6cw=="}
+    assert [json.loads(b) for b, _ in hooks] == events
+    for body, headers in hooks:
+        assert headers["Authorization"] == "Bearer t0ken" and headers["X-Team"] == "desk-7"
+        assert headers["Content-Type"] == CLOUDEVENTS_JSON
+        # what a receiver does: recompute over the raw body with the shared key
+        want = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(headers[SIGNATURE_HEADER], want)
+    assert SIGNATURE_HEADER not in am[1]  # Alertmanager's API takes no signature
+    shown = json.dumps(settings.masked())  # `alerting config` never shows the secrets
+    assert "t0ken" not in shown and "s3cret" not in shown and "YWxlcnQ6cw" not in shown
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ({"Bad Name": "x"}, "not an HTTP header name"),
+        ({"X-Ok": "a\r\nX-Injected: 1"}, "holds a line break"),
+        ({"content-type": "text/plain"}, "set by the forwarder itself"),
+        ({"X-Alerting-Signature-256": "sha256=forged"}, "set by the forwarder itself"),
+    ],
+)
+def test_wrong_headers_are_refused_at_start_without_showing_the_value(
+    headers: dict[str, str], why: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"forward\.webhook_headers") as info:
+        load_settings(forward={"webhook_headers": headers})
+    assert why in str(info.value)
+    assert "Injected" not in str(info.value) and "forged" not in str(info.value)
 
 
 def test_a_webhook_failing_a_few_times_is_retried_until_it_accepts(
