@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from alerting.metrics import Metrics
     from alerting.processor import Processor
     from alerting.state import ColdStore
+    from consumers.port import Port
 
 log = logging.getLogger("alerting")
 
@@ -209,7 +210,6 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from alerting.state import SqliteColdStore, estimate_model_bytes
     from consumers.control import build_control
     from consumers.health import BrokerWatchdog
-    from consumers.kafka_port import KafkaPort
     from consumers.runner import LoopConfig, Service
     from producers.topics import ensure_topics
 
@@ -224,7 +224,15 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         if s.topics.create:
             ensure_topics(s)
         _serve_metrics(s, metrics)
-        port = KafkaPort(s, metrics)
+        port: Port
+        if s.kafka.client == "confluent":
+            from consumers.confluent_port import ConfluentPort
+
+            port = ConfluentPort(s, metrics)
+        else:
+            from consumers.kafka_port import KafkaPort
+
+            port = KafkaPort(s, metrics)
         control = build_control(s, metrics).start(s)  # silences read before the first batch
         service = Service(
             port,
@@ -246,10 +254,11 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         StopSignals(on_stop=service.stop.set).install()
         watchdog = BrokerWatchdog(s.kafka, on_change=metrics.broker_up.set).start()
         log.info(
-            "consuming %s as group %s from %s with detector %s; alerts to %s",
+            "consuming %s as group %s from %s (client %s) with detector %s; alerts to %s",
             s.topics.events,
             s.service.group_id,
             s.kafka.bootstrap_servers,
+            s.kafka.client,
             processor.model_version,
             s.topics.alerts,
         )

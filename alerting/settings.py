@@ -14,6 +14,7 @@ variable and what was expected.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import tomllib
@@ -54,6 +55,12 @@ class KafkaSettings(_Section):
         description="Comma-separated host:port list. Unset: start the embedded broker (tansu).",
     )
     client_id: str = Field("alerting", description="Client id prefix seen by the broker.")
+    client: Literal["kafka-python", "confluent"] = Field(
+        "kafka-python",
+        description="Kafka client of the service's consume loop (alerting run): kafka-python, "
+        "or confluent (confluent-kafka on librdkafka, much faster to consume; the pip extra "
+        "'confluent'). Other commands use kafka-python.",
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol, passed to the client."
     )
@@ -98,7 +105,41 @@ class KafkaSettings(_Section):
             )
         if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
             raise ValueError("kafka.sasl_mechanism is required when security_protocol is SASL_*")
+        if self.client == "confluent":
+            if importlib.util.find_spec("confluent_kafka") is None:
+                raise ValueError(
+                    "kafka.client = confluent needs the confluent-kafka package: "
+                    "pip install 'streaming-anomaly-alerting[confluent]'"
+                )
+            if self.sasl_mechanism == "OAUTHBEARER":
+                raise ValueError("kafka.client = confluent does not support OAUTHBEARER here")
         return self
+
+    def librdkafka_options(self) -> dict[str, Any]:
+        """:meth:`client_options` in librdkafka's names, for ``kafka.client = confluent``."""
+        options: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers or "",
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol,
+            "socket.timeout.ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism:
+            options["sasl.mechanism"] = self.sasl_mechanism
+            if self.sasl_username is not None:
+                options["sasl.username"] = self.sasl_username
+            if self.sasl_password is not None:
+                options["sasl.password"] = self.sasl_password.get_secret_value()
+        for name, key in (
+            ("ssl_cafile", "ssl.ca.location"),
+            ("ssl_certfile", "ssl.certificate.location"),
+            ("ssl_keyfile", "ssl.key.location"),
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                options[key] = str(value)
+        if self.ssl_password is not None:
+            options["ssl.key.password"] = self.ssl_password.get_secret_value()
+        return options
 
     def client_options(self) -> dict[str, Any]:
         """Connection and security options common to every kafka-python client."""

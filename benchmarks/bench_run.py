@@ -6,7 +6,7 @@ is consumed. Also times the pure processor (decode + features + detector + polic
 a bare kafka-python consumer on the same topic, so the figures can be read as ratios
 measured in one run on the same machine.
 
-    .venv/bin/python benchmarks/bench_run.py [--events 200000]
+    .venv/bin/python benchmarks/bench_run.py [--events 200000] [--client confluent]
 """
 
 from __future__ import annotations
@@ -41,6 +41,12 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--detector", help="registered detector (default: the settings')")
+    parser.add_argument(
+        "--client",
+        choices=["kafka-python", "confluent"],
+        default="kafka-python",
+        help="kafka.client of the service under test",
+    )
     args = parser.parse_args()
     if args.detector:
         os.environ["ALERTING__DETECTOR__NAME"] = args.detector
@@ -71,6 +77,7 @@ def main() -> None:
                 "ALERTING__TOPICS__DEAD_LETTERS": topic + ".dlq",
                 "ALERTING__METRICS__PORT": str(port),
                 "ALERTING__SERVICE__GROUP_ID": topic,
+                "ALERTING__KAFKA__CLIENT": args.client,
             }
         )
         subprocess.run(
@@ -137,6 +144,7 @@ def main() -> None:
             service.wait(timeout=30)
 
     print(f"detector                       {processor.model_version}")
+    print(f"service's Kafka client         {args.client}")
     print(f"events                         {n}")
     print(f"processor only (decode+score)  {pure:10,.0f} events/s")
     print(f"bare kafka-python consumer     {bare:10,.0f} events/s")

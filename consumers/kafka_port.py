@@ -70,6 +70,33 @@ def commit_offsets(consumer: KafkaConsumer, offsets: Mapping[tuple[str, int], in
     )
 
 
+def read_to_high_watermark(
+    settings: Settings, topic: str, partitions: set[int]
+) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
+    """Every record of ``partitions`` of ``topic`` up to its high watermark, as ``(records
+    remaining, partition, key, value)``: :meth:`consumers.port.Port.read_partitions`."""
+    # a group-less consumer from the beginning to the high watermark of each partition
+    # (fetch responses carry the true high watermark; tansu's ListOffsets does not)
+    reader = consumer_for(settings, group_id=None, auto_offset_reset="earliest")
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        reader.assign(tps)
+        reader.seek_to_beginning(*tps)
+        open_tps = set(tps)
+        while open_tps:
+            batch = reader.poll(timeout_ms=200, max_records=5000)
+            for tp, records in batch.items():
+                high = reader.highwater(tp) or 0
+                for record in records:
+                    yield high - record.offset - 1, tp.partition, record.key, record.value
+            for tp in list(open_tps):
+                high = reader.highwater(tp)
+                if high is not None and reader.position(tp) >= high:
+                    open_tps.discard(tp)
+    finally:
+        reader.close()
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Runs inside poll(): revoked partitions are still ours, new ones not yet fetched."""
 
@@ -114,26 +141,7 @@ class KafkaPort:
     def read_partitions(
         self, topic: str, partitions: set[int]
     ) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
-        # a group-less consumer from the beginning to the high watermark of each partition
-        # (fetch responses carry the true high watermark; tansu's ListOffsets does not)
-        reader = consumer_for(self.settings, group_id=None, auto_offset_reset="earliest")
-        try:
-            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-            reader.assign(tps)
-            reader.seek_to_beginning(*tps)
-            open_tps = set(tps)
-            while open_tps:
-                batch = reader.poll(timeout_ms=200, max_records=5000)
-                for tp, records in batch.items():
-                    high = reader.highwater(tp) or 0
-                    for record in records:
-                        yield high - record.offset - 1, tp.partition, record.key, record.value
-                for tp in list(open_tps):
-                    high = reader.highwater(tp)
-                    if high is not None and reader.position(tp) >= high:
-                        open_tps.discard(tp)
-        finally:
-            reader.close()
+        return read_to_high_watermark(self.settings, topic, partitions)
 
     def poll(self, max_records: int, timeout_ms: int) -> Sequence[InputRecord]:
         return records_of(self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records))

@@ -109,6 +109,39 @@ def test_sigkill_at_several_points_gives_the_same_alert_ids(stack: Stack) -> Non
     assert restored > 0, "the last run must have restored state from the changelog"
 
 
+def test_the_confluent_client_through_a_kill_gives_the_same_alert_ids(stack: Stack) -> None:
+    # kafka.client = confluent (librdkafka) for the consume loop: killed mid-stream and
+    # restarted (state restored from its changelog), it must alert exactly as an
+    # uninterrupted kafka-python run does
+    replay = _live_replay(stack)
+    name = "confluent"
+    env = {**_run_env(stack, name), "ALERTING__KAFKA__CLIENT": "confluent"}
+    try:
+        first = stack.start("run", log_name=f"{name}-first", **env)
+        try:
+            stack.wait_for(lambda: _committed(stack, name) > 0, 120, "the first run to progress")
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+        assert _committed(stack, name) < COUNT, "the kill must land mid-stream"
+        assert replay.wait(timeout=120) == 0, stack.log("replay")
+    finally:
+        stop(replay)
+    last = stack.start("run", log_name=f"{name}-last", **env)
+    try:
+        stack.wait_for(lambda: _committed(stack, name) == COUNT, 180, "all committed")
+        stack.wait_for(lambda: "entity states" in stack.log(f"{name}-last"), 30, "the restore")
+    finally:
+        assert stop(last) == 0, stack.log(f"{name}-last")
+    assert "(client confluent)" in stack.log(f"{name}-last")
+    assert "Traceback" not in stack.log(f"{name}-first") + stack.log(f"{name}-last")
+    reference = _reference(stack)
+    ids = _alert_ids(stack, name)
+    assert set(ids) == reference, (
+        f"missing {len(reference - set(ids))}, new {len(set(ids) - reference)}"
+    )
+
+
 def test_a_second_process_takes_over_and_the_alerts_are_the_same(stack: Stack) -> None:
     name = "pair"
     first = stack.start("run", log_name="first", **_run_env(stack, name))

@@ -1,0 +1,199 @@
+"""The :class:`~consumers.port.Port` on confluent-kafka (librdkafka): ``kafka.client = confluent``.
+
+The same contract as :mod:`consumers.kafka_port`, for the service's consume loop only:
+one consumer in the service's group (eager rebalances, callbacks inside ``poll``, offsets
+committed by the loop), one producer with ``acks=all``. Consuming is where librdkafka
+wins: its batch ``consume`` hands over thousands of decoded messages per call, where
+kafka-python parses each record in Python. The changelog restore (``read_partitions``)
+is not on the hot path and stays on kafka-python.
+
+Each message is handed to the loop as a small :class:`Record` with kafka-python's
+attribute names (``record.offset``, not ``message.offset()``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from alerting.metrics import Metrics
+from alerting.settings import Settings
+from consumers.kafka_port import MAX_MESSAGE_BYTES, read_to_high_watermark
+from consumers.port import DeliveryError, InputRecord, Outgoing
+
+log = logging.getLogger(__name__)
+
+
+class Record:
+    """A consumed message with kafka-python's attribute names (what the loop reads)."""
+
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
+
+    def __init__(self, message: Any) -> None:
+        self.topic: str = message.topic()
+        self.partition: int = message.partition()
+        self.offset: int = message.offset()
+        self.timestamp: int = message.timestamp()[1]  # (type, milliseconds)
+        self.key: bytes | None = message.key()
+        self.value: bytes | None = message.value()
+        self.headers: list[tuple[str, bytes | None]] = message.headers() or []
+
+
+def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
+    k = settings.kafka
+    return {
+        **k.librdkafka_options(),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": settings.service.auto_offset_reset,
+        "session.timeout.ms": k.session_timeout_ms,
+        "heartbeat.interval.ms": k.heartbeat_interval_ms,
+        "max.poll.interval.ms": k.max_poll_interval_ms,
+        "fetch.wait.max.ms": k.fetch_max_wait_ms,
+        # eager rebalances, as kafka-python's: revoke everything, then assign
+        "partition.assignment.strategy": "range",
+        "logger": logging.getLogger("confluent_kafka"),
+    }
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    k = settings.kafka
+    return {
+        **k.librdkafka_options(),
+        "acks": "all",
+        "linger.ms": k.producer_linger_ms,
+        "retries": 5,
+        "max.in.flight.requests.per.connection": 5,
+        # a snapshot of a large model can pass the 1 MB default; the changelog topic is
+        # created with a matching max.message.bytes
+        "message.max.bytes": MAX_MESSAGE_BYTES,
+        "logger": logging.getLogger("confluent_kafka"),
+    }
+
+
+class ConfluentPort:
+    """Consumes the events topic in the service's group; publishes with ``acks=all``."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._assigned: Callable[[set[int]], None] | None = None
+        self._revoked: Callable[[set[int]], None] | None = None
+        self.consumer = Consumer(consumer_config(settings, settings.service.group_id))
+        self.consumer.subscribe(
+            [settings.topics.events], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        self.producer = Producer(producer_config(settings))
+
+    # rebalance callbacks run inside consume(): revoked partitions are still ours, and
+    # librdkafka assigns the new ones (and starts fetching) only after _on_assign returns
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        revoked = {tp.partition for tp in partitions}
+        if not revoked:
+            return
+        log.info("partitions revoked: %s", sorted(revoked))
+        if self._revoked is not None:
+            self._revoked(revoked)
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        self.metrics.rebalances.inc()
+        self.metrics.assigned_partitions.set(len(partitions))
+        assigned = {tp.partition for tp in partitions}
+        log.info("partitions assigned: %s", sorted(assigned))
+        if self._assigned is not None and assigned:
+            self._assigned(assigned)
+
+    def on_rebalance(
+        self, assigned: Callable[[set[int]], None], revoked: Callable[[set[int]], None]
+    ) -> None:
+        self._assigned = assigned
+        self._revoked = revoked
+
+    def read_partitions(
+        self, topic: str, partitions: set[int]
+    ) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
+        return read_to_high_watermark(self.settings, topic, partitions)
+
+    def poll(self, max_records: int, timeout_ms: int) -> Sequence[InputRecord]:
+        messages = self.consumer.consume(max_records, timeout_ms / 1000)
+        records: list[InputRecord] = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                records.append(Record(message))
+            elif error.code() != KafkaError._PARTITION_EOF:
+                if error.fatal():
+                    raise RuntimeError(f"Kafka consumer failed: {error}")
+                log.warning("consumer error (retried by the client): %s", error)
+        return records
+
+    def publish(self, messages: Sequence[Outgoing], timeout_s: float) -> None:
+        acked = [False] * len(messages)
+        failures: list[Any] = []
+
+        def delivered(index: int) -> Callable[[Any, Any], None]:
+            def report(error: Any, _message: Any) -> None:
+                if error is None:
+                    acked[index] = True
+                else:
+                    failures.append(error)
+
+            return report
+
+        produce, poll = self.producer.produce, self.producer.poll
+        for i, m in enumerate(messages):
+            kwargs: dict[str, Any] = {"on_delivery": delivered(i)}
+            if m.partition is not None:
+                kwargs["partition"] = m.partition
+            if m.headers:
+                kwargs["headers"] = m.headers
+            while True:
+                try:
+                    produce(m.topic, m.value, m.key, **kwargs)
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain it
+                    poll(0.05)
+        self.producer.flush(timeout_s)
+        pending = [m for m, ok in zip(messages, acked, strict=True) if not ok]
+        if pending:
+            failed = failures[0] if failures else "not acknowledged in time"
+            raise DeliveryError(
+                f"{len(pending)} of {len(messages)} not acknowledged: {failed}", pending
+            )
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        self.consumer.commit(
+            offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+            asynchronous=False,
+        )
+
+    def lag(self) -> dict[int, int]:
+        # the cached high watermark comes from fetch responses (tansu's ListOffsets would
+        # answer differently, see kafka_port); the position is the next offset to consume
+        out: dict[int, int] = {}
+        try:
+            assigned = self.consumer.assignment()
+            positions = self.consumer.position(assigned) if assigned else []
+        except Exception:  # no figure rather than a guess
+            return out
+        for tp in positions:
+            if tp.offset < 0:  # not known yet (OFFSET_INVALID)
+                continue
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except Exception:
+                continue
+            if high >= 0:
+                out[tp.partition] = max(high - tp.offset, 0)
+        return out
+
+    def close(self) -> None:
+        try:
+            self.producer.flush(5)
+        finally:
+            self.consumer.close()
