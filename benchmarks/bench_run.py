@@ -1,9 +1,9 @@
-"""Throughput of `alerting run` (baseline z-score detector) on the embedded broker.
+"""Throughput of `alerting run` (the settings' detector, `sad` by default) on the embedded broker.
 
 Fills a fresh events topic with N synthetic events, starts `alerting run` against it,
 and reads `alerting_events_consumed_total` from its /metrics endpoint until every event
 is consumed. Also times the pure processor (decode + features + detector + policy) and
-a bare kafka-python consumer on the same topic, so the figures can be read as ratios
+a bare consumer of the same client on the same topic, so the figures can be read as ratios
 measured in one run on the same machine.
 
     .venv/bin/python benchmarks/bench_run.py [--events 200000] [--client confluent]
@@ -34,6 +34,41 @@ def consumed(port: int) -> float:
             if line.startswith("alerting_events_consumed_total "):
                 return float(line.split()[1])
     return 0.0
+
+
+def bare_kafka_python(bootstrap: str, topic: str, total: int) -> float:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    got, first = 0, None
+    while got < total:
+        for records in consumer.poll(timeout_ms=500, max_records=2000).values():
+            first = first or time.perf_counter()
+            got += len(records)
+    consumer.close()
+    return got / (time.perf_counter() - (first or time.perf_counter()))
+
+
+def bare_confluent(bootstrap: str, topic: str, total: int) -> float:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"bare-{topic}", "enable.auto.commit": False}
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    got, first = 0, None
+    while got < total:
+        messages = consumer.consume(2000, 0.5)
+        if messages:
+            first = first or time.perf_counter()
+            got += sum(m.error() is None for m in messages)
+    consumer.close()
+    return got / (time.perf_counter() - (first or time.perf_counter()))
 
 
 def main() -> None:
@@ -106,21 +141,12 @@ def main() -> None:
         producer.close()
         total = n + 1
 
-        # 2. a bare kafka-python consumer on the same topic: the client's ceiling here
-        consumer = KafkaConsumer(
-            topic,
-            bootstrap_servers=broker.bootstrap_servers,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            group_id=None,
+        # 2. a bare consumer of the service's client on the same topic: its ceiling here
+        bare = (
+            bare_confluent(broker.bootstrap_servers, topic, total)
+            if args.client == "confluent"
+            else bare_kafka_python(broker.bootstrap_servers, topic, total)
         )
-        got, first = 0, None
-        while got < total:
-            for records in consumer.poll(timeout_ms=500, max_records=2000).values():
-                first = first or time.perf_counter()
-                got += len(records)
-        bare = got / (time.perf_counter() - (first or time.perf_counter()))
-        consumer.close()
 
         # 3. the service end to end: poll, decode, process, publish alerts, commit
         service = subprocess.Popen(
@@ -147,7 +173,7 @@ def main() -> None:
     print(f"service's Kafka client         {args.client}")
     print(f"events                         {n}")
     print(f"processor only (decode+score)  {pure:10,.0f} events/s")
-    print(f"bare kafka-python consumer     {bare:10,.0f} events/s")
+    print(f"bare {args.client + ' consumer':25} {bare:10,.0f} events/s")
     print(
         f"alerting run, end to end       {service_rate:10,.0f} events/s "
         f"({service_rate / bare:.0%} of the bare consumer, {service_rate / pure:.0%} of the "
