@@ -437,7 +437,9 @@ class BrokerSettings(_Section):
 
 #: an HTTP header name (RFC 9110 token) and the headers the forwarder sets itself
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_MANAGED_HEADERS = frozenset({"content-type", "content-length", "host", "x-alerting-signature-256"})
+#: the header carrying a webhook body's HMAC-SHA256 (``forward.webhook_secret``)
+SIGNATURE_HEADER = "X-Alerting-Signature-256"
+_MANAGED_HEADERS = frozenset({"content-type", "content-length", "host", SIGNATURE_HEADER.lower()})
 
 
 class ForwardSettings(_Section):

@@ -47,7 +47,7 @@ from pydantic import SecretStr
 from alerting.alerts import DRIFT, FIRING, RESOLVED, rfc3339, rfc3339_seconds
 from alerting.errors import AlertingError, ConfigError
 from alerting.metrics import Metrics
-from alerting.settings import Settings
+from alerting.settings import SIGNATURE_HEADER, Settings
 from alerting.silences import SEVERITIES
 from consumers.subscriber import decode_cloudevent
 
@@ -172,10 +172,6 @@ class DeliveryFailed(Exception):
         self.reason = reason
         self.detail = detail
         self.retryable = retryable
-
-
-#: the header carrying a webhook body's HMAC-SHA256 (``forward.webhook_secret``)
-SIGNATURE_HEADER = "X-Alerting-Signature-256"
 
 
 def signature(secret: bytes, body: bytes) -> str:
