@@ -220,9 +220,10 @@ def replay(run: Run, events: Iterator[Event], total: int | None, progress: bool)
             score = nan
             flag = 0
             if ratios:
-                # the processor appends score ÷ threshold for every decided event
+                # the processor appends score ÷ threshold (on its decision's scale) for every
+                # decided event, and keeps that event's score
                 flag = ratios[-1] >= 1.0
-                score = ratios[-1] * threshold if math.isfinite(threshold) else nan
+                score = processor.last_score
                 ratios.clear()
             name, value = chart_value(event)
             track.times.append(event.timestamp)

@@ -26,20 +26,30 @@ learned twice and decisions stay identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 from alerting.alerts import DRIFT, FIRING, RESOLVED, Alert, SourcePosition, rfc3339_seconds
-from alerting.detectors import Detector, explain, model_version
+from alerting.detectors import Detector, FeatureScorer, explain, model_version
 from alerting.drift import Challenger, Drift, DriftMonitor
 from alerting.events import Event, Trade
 from alerting.explain import explain as explain_features
 from alerting.features import extract
 from alerting.policy import AlertPolicy, Decision
 from alerting.state import ColdStore, EntityState, EntityStore, SnapshotCodec, config_hash
-from alerting.thresholds import Threshold
+from alerting.thresholds import FeatureTails, TailThreshold, Threshold
 
 __all__ = ["EntityState", "Processor", "summarize"]
+
+
+class _Verdict(NamedTuple):
+    """What an alert shows of a decision, on the detector's scale."""
+
+    score: float
+    threshold: float
+    #: the score's tail probability against the entity's scores (calibrated decisions)
+    tail_probability: float | None
 
 
 class Processor:
@@ -99,8 +109,25 @@ class Processor:
         self.challengers: Counter[str] = Counter()  # started, promoted, discarded
         #: score ÷ threshold of each decided event since the last drain (a metric, per batch)
         self.score_ratios: list[float] = []
+        #: the detector's score of the latest decided event (what the ratios are made of)
+        self.last_score = 0.0
         #: event time of the newest event processed so far (seconds since the epoch)
         self.newest_timestamp = 0.0
+        #: the threshold is a calibrated one (a tail probability against a budget)
+        self.calibrated = isinstance(threshold, TailThreshold | FeatureTails)
+        #: each feature is calibrated on its own (the detector scores features)
+        self.per_feature = isinstance(threshold, FeatureTails)
+        if self.per_feature and not isinstance(template, FeatureScorer):
+            raise ValueError(
+                f"a per-feature calibrated threshold needs a detector that scores features; "
+                f"{template.name!r} does not (use TailThreshold)"
+            )
+        #: the surprise (-log10 of the tail probability) at which a calibrated score breaches
+        self.surprise_level = (
+            -math.log10(threshold.alpha)
+            if isinstance(threshold, TailThreshold | FeatureTails)
+            else math.nan
+        )
 
     def config(self) -> dict[str, Any]:
         """What decisions depend on; snapshots from another configuration are refused."""
@@ -111,8 +138,8 @@ class Processor:
             "warmup": self.warmup,
             "drift": None if self.drift is None else self.drift.params(),
             "drift_action": [self.drift_action, self.challenger_events],
-            "features": 3,  # bump when alerting.features changes what it computes
-            "policy_state": 3,  # bump when PolicyState / EntityState.stats change layout
+            "features": 4,  # bump when alerting.features changes what it computes
+            "policy_state": 4,  # bump when PolicyState / EntityState.stats change layout
         }
 
     def codec(self) -> SnapshotCodec:
@@ -172,9 +199,16 @@ class Processor:
             state.last_seen = timestamp
         x = extract(event, state.features, timestamp)
         model = state.model
-        score = model.score_one(x)
+        scores: dict[str, float] | None = None
+        if self.per_feature:
+            scores = model.score_features(x)  # type: ignore[attr-defined]
+            score = max(scores.values(), default=0.0)
+        else:
+            score = model.score_one(x)
         state.seen += 1
-        self.processed[event.kind] += 1
+        kind = event.kind
+        self.processed[kind] += 1
+        cadence = self.policy.observe(state.policy, kind, timestamp)
         if state.seen <= self.warmup:
             model.learn_one(x)
             state.stats.update(x)
@@ -182,26 +216,38 @@ class Processor:
                 self.warming_up -= 1
             return []
 
-        threshold = state.threshold.value()
-        # the score signal is clipped at the threshold: anomalies are alerts, drift is a
+        calibrator = state.threshold
+        if self.calibrated:
+            # the decision is on the score's tail probability: its surprise, -log10 p,
+            # against the budget's; the policy's levels are multiples of that
+            level = self.surprise_level
+            decided = calibrator.judge(scores) if scores is not None else calibrator.surprise(score)
+            signal = min(decided, level)
+        else:
+            threshold = calibrator.value()  # on the detector's scale
+            decided, level = score, threshold
+            signal = min(score, threshold)
+        # the drift signal is clipped at the threshold: anomalies are alerts, drift is a
         # lasting change of the ordinary scores (one huge score would move ADWIN's mean)
-        drifted = (
-            state.drift.update(min(score, threshold), x, timestamp)
-            if state.drift is not None
-            else None
-        )
-        flagged = score >= threshold
-        self.score_ratios.append(score / threshold if threshold > 0 else 0.0)
-        state.threshold.update(score)
-        decision = self.policy.evaluate(state.policy, score, threshold, timestamp, event.kind)
+        drifted = state.drift.update(signal, x, timestamp) if state.drift is not None else None
+        flagged = decided >= level
+        self.score_ratios.append(decided / level if level > 0 else 0.0)
+        self.last_score = score
+        decision = self.policy.evaluate(state.policy, decided, level, timestamp, kind, cadence)
         if decision.suppressed is not None:
             self.suppressed[decision.suppressed] += 1
-        # explain against the state the score was computed on, i.e. before learning x
-        firing = (
-            None
-            if decision.notification is None
-            else self._firing(event, state, model, decision, score, x, source)
-        )
+        firing = resolved = None
+        if decision.notification is not None or decision.resolved:
+            verdict = self._verdict(calibrator, score, decided, decision.threshold)
+            # explain against the state the score was computed on, i.e. before learning x
+            if decision.notification is not None:
+                firing = self._firing(event, state, model, decision, verdict, x, source)
+            if decision.resolved:
+                resolved = self._resolved(event, decision, verdict, x, source)
+        if scores is not None:
+            calibrator.learn(scores)
+        else:
+            calibrator.update(score)
         state.stats.update(x)
         if flagged and self.protect and state.consecutive_flags < self.protect_max_consecutive:
             state.consecutive_flags += 1  # protected: a lasting change is learned after a while
@@ -209,13 +255,26 @@ class Processor:
             state.consecutive_flags = state.consecutive_flags + 1 if flagged else 0
             model.learn_one(x)
         if state.challenger is not None:
-            self._challenge(state, x, flagged, threshold)
+            self._challenge(state, x, flagged, calibrator, level)
         alerts = [] if not drifted else [self._drifted(event, state, drifted, x, source)]
-        if decision.resolved:
-            alerts.append(self._resolved(event, decision, score, x, source))
+        if resolved is not None:
+            alerts.append(resolved)
         if firing is not None:
             alerts.append(firing)
         return alerts
+
+    def _verdict(
+        self, calibrator: Threshold, score: float, decided: float, level: float
+    ) -> _Verdict:
+        """The score and threshold an alert shows, on the detector's scale: for a calibrated
+        decision, the score with the tail probability of the level in force (a feedback
+        penalty raises it; per feature, the deciding feature's), and the event's tail
+        probability."""
+        if isinstance(calibrator, FeatureTails):
+            return _Verdict(score, calibrator.shown(level), 10.0**-decided)
+        if isinstance(calibrator, TailThreshold):
+            return _Verdict(score, calibrator.quantile(10.0**-level), 10.0**-decided)
+        return _Verdict(score, level, None)
 
     def _firing(
         self,
@@ -223,7 +282,7 @@ class Processor:
         state: EntityState,
         model: Detector,
         decision: Decision,
-        score: float,
+        verdict: _Verdict,
         x: dict[str, float],
         source: SourcePosition | None,
     ) -> Alert:
@@ -241,19 +300,21 @@ class Processor:
             severity,
             getattr(model, "score_unit", ""),
         )
-        details = {
+        details: dict[str, Any] = {
             "status": "firing",
             "notification": notification,
             "firing_id": episode.firing_id,
             "started_at": rfc3339_seconds(episode.started_at),
             "explanation": explanation,
         }
+        if verdict.tail_probability is not None:
+            details["tail_probability"] = verdict.tail_probability
         alert = Alert(
             type=FIRING,
             entity=event.entity,
             time=event.time,
-            score=score,
-            threshold=decision.threshold,
+            score=verdict.score,
+            threshold=verdict.threshold,
             severity=severity,
             detector=model.name,
             model_version=self.model_version,
@@ -272,7 +333,7 @@ class Processor:
         self,
         event: Event,
         decision: Decision,
-        score: float,
+        verdict: _Verdict,
         x: dict[str, float],
         source: SourcePosition | None,
     ) -> Alert:
@@ -285,8 +346,8 @@ class Processor:
             type=RESOLVED,
             entity=event.entity,
             time=event.time,
-            score=score,
-            threshold=decision.threshold,
+            score=verdict.score,
+            threshold=verdict.threshold,
             severity=decision.severity,
             detector=self.template.name,
             model_version=self.model_version,
@@ -319,11 +380,24 @@ class Processor:
         return True
 
     def _challenge(
-        self, state: EntityState, x: dict[str, float], live_flagged: bool, threshold: float
+        self,
+        state: EntityState,
+        x: dict[str, float],
+        live_flagged: bool,
+        calibrator: Threshold,
+        level: float,
     ) -> None:
-        """Score and train the challenger; promote or discard it once compared enough."""
+        """Score and train the challenger, judged as the live model is (by the entity's
+        calibrated decision, or its threshold); promote or discard it once compared
+        enough."""
         challenger = state.challenger
-        flagged = challenger.model.score_one(x) >= threshold
+        model = challenger.model
+        if isinstance(calibrator, FeatureTails):
+            flagged = calibrator.judge(model.score_features(x)) >= level
+        elif isinstance(calibrator, TailThreshold):
+            flagged = calibrator.surprise(model.score_one(x)) >= level
+        else:
+            flagged = model.score_one(x) >= level
         if challenger.learned >= self.warmup:
             challenger.compared += 1
             challenger.live_flags += live_flagged

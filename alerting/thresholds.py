@@ -10,6 +10,10 @@ Thresholds pickle with the entity's state and are deterministic.
   ``REGISTRY[name].default_threshold``.
 - :class:`QuantileThreshold`: the ``q`` quantile of the entity's last ``window`` scores,
   never below ``min_value`` and +inf (flag nothing) until ``grace`` scores were seen.
+- :class:`TailThreshold` (the default): a *calibrated* decision. Each score becomes a tail
+  probability against the entity's own recent scores, and the threshold is a false-alarm
+  budget (expected breaching events per 10,000 of an entity whose scores do not change),
+  the same for every detector whatever its score scale.
 
 Why a windowed exact quantile (River's ``stats.RollingQuantile``) rather than the P²
 estimator (``stats.Quantile``, five markers, O(1) memory): P² never forgets, so after a
@@ -41,10 +45,12 @@ inf
 
 from __future__ import annotations
 
+import math
+from array import array
 from math import inf, isfinite
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["FixedThreshold", "QuantileThreshold", "Threshold"]
+__all__ = ["FeatureTails", "FixedThreshold", "QuantileThreshold", "TailThreshold", "Threshold"]
 
 
 @runtime_checkable
@@ -163,4 +169,425 @@ class QuantileThreshold:
             "window": self.window,
             "grace": self.grace,
             "min_value": self.min_value,
+        }
+
+
+#: most decimal orders of surprise a score can carry (a tail probability of 1e-300)
+MAX_SURPRISE = 300.0
+#: peaks a tail needs before it is fitted; with fewer, a score above them all is judged
+#: by the sample size alone (one in ``n``)
+MIN_PEAKS = 5
+
+
+class _P2:
+    """The P² estimate of one quantile (Jain and Chlamtac, CACM 1985): five markers, no
+    stored sample. Used only while a :class:`TailThreshold` is in its grace."""
+
+    __slots__ = ("data", "n", "q")
+
+    def __init__(self, q: float) -> None:
+        self.q = q
+        self.n = 0
+        # heights[0:5], positions[5:10], desired positions[10:15]
+        self.data = array("d", bytes(8 * 15))
+
+    def add(self, x: float) -> None:
+        d, q = self.data, self.q
+        n = self.n = self.n + 1
+        if n <= 5:
+            d[n - 1] = x
+            if n == 5:
+                d[0:5] = array("d", sorted(d[0:5]))
+                for i in range(5):
+                    d[5 + i] = i + 1.0
+                d[10:15] = array("d", (1.0, 1.0 + 2.0 * q, 1.0 + 4.0 * q, 3.0 + 2.0 * q, 5.0))
+            return
+        if x < d[0]:
+            d[0] = x
+            k = 0
+        elif x >= d[4]:
+            d[4] = x
+            k = 3
+        else:
+            k = 0
+            while k < 3 and x >= d[k + 1]:
+                k += 1
+        for i in range(k + 1, 5):
+            d[5 + i] += 1.0
+        d[11] += q / 2.0
+        d[12] += q
+        d[13] += (1.0 + q) / 2.0
+        d[14] += 1.0
+        for i in (1, 2, 3):
+            gap = d[10 + i] - d[5 + i]
+            if (gap >= 1.0 and d[6 + i] - d[5 + i] > 1.0) or (
+                gap <= -1.0 and d[4 + i] - d[5 + i] < -1.0
+            ):
+                step = 1.0 if gap > 0 else -1.0
+                h, hl, hr = d[i], d[i - 1], d[i + 1]
+                p, pl, pr = d[5 + i], d[4 + i], d[6 + i]
+                parabolic = h + step / (pr - pl) * (
+                    (p - pl + step) * (hr - h) / (pr - p) + (pr - p - step) * (h - hl) / (p - pl)
+                )
+                if hl < parabolic < hr:
+                    d[i] = parabolic
+                else:  # linear, toward the neighbour in the step's direction
+                    j = i + int(step)
+                    d[i] = h + step * (d[j] - h) / (d[5 + j] - p)
+                d[5 + i] = p + step
+
+    def value(self) -> float:
+        d, n = self.data, self.n
+        if n >= 5:
+            return d[2]
+        ordered = sorted(d[0:n])
+        return ordered[min(n - 1, int(self.q * n))]
+
+
+class TailThreshold:
+    """The tail probability of a score against the entity's own recent scores.
+
+    Peaks over threshold, as in SPOT (Siffer et al., "Anomaly detection in streams with
+    extreme value theory", KDD 2017), made to forget and to start without a stored sample:
+    ``u`` tracks the ``level`` quantile of the entity's scores (a stochastic approximation
+    whose step is scaled by the tail's own scale, the peaks' mean excess), and the
+    excesses of the scores above ``u`` (the peaks, ``1 − level`` of them) are fitted with a
+    generalized Pareto distribution by exponentially weighted moments. A score ``s > u``
+    then has the tail probability
+
+        P(S ≥ s) = (1 − level) · (1 + γ (s − u) / σ) ** (−1 / γ)
+
+    (``exp(−(s − u) / σ)`` at γ = 0); a score at or below ``u`` has ``1 − level``. The shape
+    γ, kept in [0, 0.5], is what makes one budget fit light- and heavy-tailed entities: a
+    heavy tail (γ > 0) puts the threshold further out; a bounded tail (γ < 0) is not
+    trusted, since it would call any score past its guessed end point impossible.
+    ``value()`` is the score whose tail probability is :attr:`alpha` = ``budget`` / 10,000.
+
+    Nothing breaches during the first ``grace`` scores (``tail`` is 1.0, ``value()`` +inf):
+    ``u`` is then the P² estimate of the quantile (five markers, Jain and Chlamtac 1985),
+    and the peaks over it are measured over the grace's second half. A
+    score learned after that counts as at most the current threshold, so an anomaly cannot
+    fatten the tail it is judged against; a lasting change still moves ``u`` and the fit,
+    at the pace of ``half_life``. State: a dozen floats, whatever the history.
+
+    Parameters
+    ----------
+    budget
+        Breaching events per 10,000 scores of an entity whose score distribution does not
+        change (the per-event false-alarm rate, times 10,000).
+    level
+        Quantile above which scores are peaks (the tail that is fitted).
+    grace
+        Scores learned before anything breaches.
+    half_life
+        Scores after which an old score weighs half (peaks forget at the same pace in
+        time); 0 = never forget.
+
+    >>> import random
+    >>> rng = random.Random(1)
+    >>> t = TailThreshold(budget=1.0, grace=500)
+    >>> t.value()
+    inf
+    >>> for _ in range(20_000):
+    ...     t.update(abs(rng.gauss(0.0, 1.0)))
+    >>> 3.89 < t.value() < 4.6    # |N(0, 1)| exceeds 3.89 with probability 1e-4: at least
+    True
+    >>> t.tail(2.0) > 1e-2 > 1e-5 > t.tail(6.0)   # exponential, so a little conservative
+    True
+    """
+
+    __slots__ = (
+        "_fade",
+        "_fade_peak",
+        "_gamma",
+        "_k",
+        "_m1",
+        "_m2",
+        "_n",
+        "_p2",
+        "_sigma",
+        "_u",
+        "_z",
+        "alpha",
+        "budget",
+        "grace",
+        "half_life",
+        "level",
+    )
+
+    def __init__(
+        self, budget: float = 1.0, level: float = 0.95, grace: int = 500, half_life: int = 5000
+    ) -> None:
+        if not _is_number(budget) or not (isfinite(budget) and 0.0 < budget < 10_000.0):
+            raise ValueError(f"budget must be a number in (0, 10000), got {budget!r}")
+        if not _is_number(level) or not 0.5 <= level < 1.0:
+            raise ValueError(f"level must be a number in [0.5, 1), got {level!r}")
+        if isinstance(grace, bool) or not isinstance(grace, int) or grace < 20:
+            raise ValueError(f"grace must be an integer >= 20, got {grace!r}")
+        if isinstance(half_life, bool) or not isinstance(half_life, int) or half_life < 0:
+            raise ValueError(
+                f"half_life must be an integer >= 0 (0: never forget), got {half_life!r}"
+            )
+        if 0 < half_life < grace:
+            raise ValueError(f"half_life must be 0 or at least grace ({grace}), got {half_life}")
+        self.budget = float(budget)
+        self.level = float(level)
+        self.grace = grace
+        self.half_life = half_life
+        self.alpha = self.budget / 10_000.0
+        if 1.0 - self.level <= self.alpha:
+            raise ValueError(
+                f"level must leave more than the budget's tail above it: 1 - level = "
+                f"{1.0 - self.level:g} <= alpha = {self.alpha:g}"
+            )
+        self._fade = 1.0 - 0.5 ** (1.0 / half_life) if half_life else 0.0
+        # peaks are 1 - level of the scores: the same half-life in time is fewer peaks
+        peaks = half_life * (1.0 - self.level)
+        self._fade_peak = 1.0 - 0.5 ** (1.0 / peaks) if half_life and peaks > 1 else self._fade
+        self._n = 0
+        self._k = 0
+        self._u = 0.0
+        self._p2: _P2 | None = _P2(self.level)  # u while in the grace, then dropped
+        self._m1 = 0.0
+        self._m2 = 0.0
+        self._gamma = 0.0
+        self._sigma = 0.0
+        self._z = inf
+
+    @property
+    def calibrated(self) -> bool:
+        """True once ``grace`` scores were learned."""
+        return self._n >= self.grace
+
+    def value(self) -> float:
+        return self._z
+
+    def tail(self, score: float) -> float:
+        """P(S ≥ score) for this entity's scores (1.0 while still in its grace)."""
+        if self._n < self.grace:
+            return 1.0
+        excess = score - self._u
+        tail = 1.0 - self.level
+        if not excess > 0.0:
+            return tail if excess == excess else 1.0  # NaN: not a tail event
+        sigma, gamma = self._sigma, self._gamma
+        if sigma <= 0.0 or self._k < MIN_PEAKS:
+            # no tail to fit (a so-far constant score, or too few peaks): a score above
+            # them all is as rare as the sample says, one in its size
+            return min(tail, 1.0 / (self._n + 1.0))
+        if gamma == 0.0:
+            return tail * math.exp(-excess / sigma)
+        base = 1.0 + gamma * excess / sigma
+        if base <= 0.0:
+            return 0.0  # past the end point of a bounded tail
+        return tail * math.pow(base, -1.0 / gamma)
+
+    def surprise(self, score: float) -> float:
+        """``−log10`` of :meth:`tail`, at most :data:`MAX_SURPRISE` (decimal orders)."""
+        p = self.tail(score)
+        return MAX_SURPRISE if p <= 1e-300 else -math.log10(p)
+
+    def quantile(self, p: float) -> float:
+        """The score whose tail probability is ``p`` (+inf while still in its grace)."""
+        if self._n < self.grace:
+            return inf
+        tail = 1.0 - self.level
+        if p >= tail:
+            return self._u
+        if not p > 0.0:
+            return inf
+        if self._sigma <= 0.0 or self._k < MIN_PEAKS:  # no tail fitted: see tail()
+            return self._u if p >= 1.0 / (self._n + 1.0) else inf
+        sigma, gamma = self._sigma, self._gamma
+        if gamma == 0.0:
+            return self._u + sigma * math.log(tail / p)
+        return self._u + sigma / gamma * (math.pow(tail / p, gamma) - 1.0)
+
+    def update(self, score: float) -> None:
+        if not isfinite(score):
+            return
+        if score > self._z and self._k >= MIN_PEAKS and self._sigma > 0.0:
+            score = self._z  # an anomaly is learned as if at the threshold
+        n = self._n = self._n + 1
+        weight = 1.0 / n
+        if weight < self._fade:
+            weight = self._fade
+        level, tail = self.level, 1.0 - self.level
+        p2 = self._p2
+        if p2 is not None:  # in the grace: u is the P² estimate of the quantile
+            p2.add(score)
+            self._u = p2.value()
+            excess = score - self._u
+            if n > self.grace // 2 and excess > 0.0:  # peaks, once u has settled
+                self._k += 1
+                self._m1 += (excess - self._m1) / self._k
+                self._m2 += (excess * excess - self._m2) / self._k
+            if n >= self.grace:
+                self._p2 = None
+                self._fit()
+            return
+        excess = score - self._u
+        scale = self._sigma / (1.0 - self._gamma) if self._sigma > 0.0 else 0.0  # mean excess
+        if excess > 0.0:
+            self._k += 1
+            w = 1.0 / self._k
+            if w < self._fade_peak:
+                w = self._fade_peak
+            self._m1 += w * (excess - self._m1)
+            self._m2 += w * (excess * excess - self._m2)
+            self._u += weight * level * scale / tail
+            self._fit()
+        else:
+            u = self._u - weight * scale
+            self._u = u if u > 0.0 else 0.0  # scores are >= 0
+            self._z = self.quantile(self.alpha)
+
+    def _fit(self) -> None:
+        """Method-of-moments GPD fit of the peaks: γ = (1 − m²/v) / 2 in [0, 0.5],
+        σ = m (1 − γ) (the mean excess kept)."""
+        m = self._m1
+        v = self._m2 - m * m
+        if m <= 0.0:
+            self._gamma, self._sigma = 0.0, 0.0
+        else:
+            gamma = 0.5 * (1.0 - m * m / v) if v > 0.0 else 0.0
+            # a bounded tail (gamma < 0) would call a score past its end point impossible:
+            # from a few peaks that end point is a guess, so the tail is at least exponential
+            gamma = 0.0 if gamma < 0.0 else 0.5 if gamma > 0.5 else gamma
+            self._gamma, self._sigma = gamma, m * (1.0 - gamma)
+        self._z = self.quantile(self.alpha)
+
+    def clone(self) -> TailThreshold:
+        return TailThreshold(self.budget, self.level, self.grace, self.half_life)
+
+    def params(self) -> dict[str, object]:
+        return {
+            "budget": self.budget,
+            "level": self.level,
+            "grace": self.grace,
+            "half_life": self.half_life,
+        }
+
+
+class FeatureTails:
+    """A calibrated decision feature by feature: each feature's score against its own tail.
+
+    For detectors whose score is the largest of per-feature scores
+    (:class:`~alerting.detectors.base.FeatureScorer`: ``sad``, ``zscore``, ``gaussian``).
+    Each feature gets its own :class:`TailThreshold`, so a heavy-tailed feature (a trade
+    size, a metric's variability) does not raise the bar for a light-tailed one (a spread,
+    a price change): judged on their largest score alone, the heaviest tail would set the
+    threshold of all (on EUR/USD bars a 38 σ threshold, so nothing else could ever alert).
+    The event's tail probability is the smallest of its calibrated features' ``p``, times
+    their number ``k`` (Bonferroni: whatever the features' dependence, the chance that any
+    of ``k`` ordinary features reaches ``alpha / k`` is at most ``alpha``), so the budget
+    holds per event. At most ``max_features`` features are calibrated.
+
+    >>> import random
+    >>> rng = random.Random(2)
+    >>> tails = FeatureTails(budget=1.0, grace=200)
+    >>> for _ in range(5000):   # a light-tailed and a heavy-tailed feature
+    ...     tails.learn({"spread": abs(rng.gauss(0, 1)), "size": rng.paretovariate(1.5)})
+    >>> tails.judge({"spread": 6.0, "size": 1.0}) > 4.0   # 6σ of a Gaussian: surprising
+    True
+    >>> tails.judge({"spread": 1.0, "size": 30.0}) < 2.5  # not rare for the heavy tail
+    True
+    >>> tails.deciding
+    'size'
+    """
+
+    __slots__ = (
+        "_k",
+        "_tails",
+        "alpha",
+        "budget",
+        "deciding",
+        "grace",
+        "half_life",
+        "level",
+        "max_features",
+    )
+
+    def __init__(
+        self,
+        budget: float = 1.0,
+        level: float = 0.95,
+        grace: int = 500,
+        half_life: int = 5000,
+        max_features: int = 64,
+    ) -> None:
+        TailThreshold(budget, level, grace, half_life)  # checks the parameters
+        if isinstance(max_features, bool) or not isinstance(max_features, int) or max_features < 1:
+            raise ValueError(f"max_features must be an integer >= 1, got {max_features!r}")
+        self.budget = float(budget)
+        self.level = float(level)
+        self.grace = grace
+        self.half_life = half_life
+        self.max_features = max_features
+        self.alpha = self.budget / 10_000.0
+        self._tails: dict[str, TailThreshold] = {}
+        #: the feature with the smallest tail probability in the latest :meth:`judge`
+        self.deciding: str | None = None
+        self._k = 0  # calibrated features in the latest judge
+
+    def judge(self, scores: dict[str, float]) -> float:
+        """The event's surprise: ``−log10(min(1, k · min p))`` over its calibrated features."""
+        best = 1.0
+        deciding = None
+        k = 0
+        tails = self._tails
+        for name, score in scores.items():
+            tail = tails.get(name)
+            if tail is None or tail._n < tail.grace:
+                continue
+            k += 1
+            p = tail.tail(score)
+            if p < best or deciding is None:
+                best, deciding = p, name
+        self.deciding, self._k = deciding, k
+        p = best * k
+        if not k or p >= 1.0:
+            return 0.0
+        return MAX_SURPRISE if p <= 1e-300 else -math.log10(p)
+
+    def learn(self, scores: dict[str, float]) -> None:
+        tails = self._tails
+        for name, score in scores.items():
+            tail = tails.get(name)
+            if tail is None:
+                if len(tails) >= self.max_features:
+                    continue
+                tail = tails[name] = TailThreshold(
+                    self.budget, self.level, self.grace, self.half_life
+                )
+            tail.update(score)
+
+    def shown(self, surprise: float) -> float:
+        """The deciding feature's score at ``surprise`` (tail probability × ``k``): where the
+        latest judged event would breach, for its alert (on the detector's scale)."""
+        tail = self._tails.get(self.deciding) if self.deciding is not None else None
+        if tail is None or not self._k:
+            return inf
+        return tail.quantile(10.0**-surprise / self._k)
+
+    def value(self) -> float:
+        """The lowest score at which one of the calibrated features breaches (+inf if none)."""
+        calibrated = [t for t in self._tails.values() if t._n >= t.grace]
+        if not calibrated:
+            return inf
+        return min(t.quantile(self.alpha / len(calibrated)) for t in calibrated)
+
+    def update(self, score: float) -> None:
+        """Nothing: a per-feature decision learns from :meth:`learn`."""
+
+    def clone(self) -> FeatureTails:
+        return FeatureTails(self.budget, self.level, self.grace, self.half_life, self.max_features)
+
+    def params(self) -> dict[str, object]:
+        return {
+            "budget": self.budget,
+            "level": self.level,
+            "grace": self.grace,
+            "half_life": self.half_life,
+            "max_features": self.max_features,
         }

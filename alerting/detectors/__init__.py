@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from alerting import __version__
-from alerting.detectors.base import Detector, Explainer, explain
+from alerting.detectors.base import Detector, Explainer, FeatureScorer, explain
 from alerting.detectors.river_models import (
     GaussianDetector,
     HalfSpaceTreesDetector,
@@ -36,6 +36,7 @@ __all__ = [
     "Detector",
     "DetectorSpec",
     "Explainer",
+    "FeatureScorer",
     "GaussianDetector",
     "HalfSpaceTreesDetector",
     "LODADetector",

@@ -8,7 +8,9 @@ with too little history returns 0.0 (neutral).
 
 Explanations are optional: a detector that can say how much each feature contributed
 to a score also implements :class:`Explainer` (``explain_one``). The processor asks for
-one only when a detector has it (see :func:`explain`); River's models do not.
+one only when a detector has it (see :func:`explain`); River's models do not. A detector
+whose score is the largest of per-feature scores can say so with :class:`FeatureScorer`
+(``score_features``), so that each feature is judged against its own tail.
 
 >>> from alerting.detectors.zscore import RollingZScore
 >>> det = RollingZScore(window=8, min_history=2)
@@ -54,6 +56,17 @@ class Explainer(Protocol):
 
     def explain_one(self, x: dict[str, float]) -> dict[str, float]:
         """Per-feature contribution to the score of ``x`` (called only for alerts)."""
+        ...
+
+
+@runtime_checkable
+class FeatureScorer(Protocol):
+    """Optional: a detector whose score is the largest of per-feature scores (``sad``,
+    ``zscore``, ``gaussian``): each feature's can then be calibrated on its own."""
+
+    def score_features(self, x: dict[str, float]) -> dict[str, float]:
+        """Each scored feature's score (≥ 0); ``score_one(x)`` is the largest of them
+        (0.0 when there is none); no side effects."""
         ...
 
 

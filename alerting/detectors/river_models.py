@@ -564,6 +564,10 @@ class _PerFeatureDetector:
                 out[name] = self._score(detector, value)
         return out
 
+    def score_features(self, x: dict[str, float]) -> dict[str, float]:
+        """Each scored feature's own score (:class:`~alerting.detectors.base.FeatureScorer`)."""
+        return _PerFeatureDetector.explain_one(self, x)
+
 
 class GaussianDetector(_PerFeatureDetector):
     """River's ``GaussianScorer`` per feature: ``2 |CDF(x) - 0.5|`` of a Gaussian fitted on
@@ -743,7 +747,7 @@ class StandardAbsoluteDeviationDetector(_PerFeatureDetector):
         self,
         grace_period: int = 30,
         max_features: int = 128,
-        half_life: int = 500,
+        half_life: int = 200,
         clip: float = 3.5,
     ) -> None:
         self.grace_period = _check_int("grace_period", grace_period, 2)
@@ -790,6 +794,21 @@ class StandardAbsoluteDeviationDetector(_PerFeatureDetector):
             if score > best:  # a NaN score is never the best, as _clean makes it 0.0
                 best = score
         return best if best < MAX_SCORE else MAX_SCORE
+
+    def score_features(self, x: dict[str, float]) -> dict[str, float]:
+        if not self.half_life:
+            return super().score_features(x)
+        out = {}
+        grace = self.grace_period
+        detectors, counts = self._detectors, self._counts
+        for name, value in x.items():
+            detector = detectors.get(name)
+            if detector is None or counts[name] < grace:
+                continue
+            # as score_one: River's (y - mean) / (std + 1e-10), absolute, capped
+            score = abs((value - detector.sub_stat.mean) / (detector.variance.var**0.5 + 1e-10))
+            out[name] = score if score < MAX_SCORE else MAX_SCORE if score == score else 0.0
+        return out
 
     def learn_one(self, x: dict[str, float]) -> None:
         if not self.half_life:

@@ -133,6 +133,15 @@ class RollingZScore:
                 out[name] = sign * self._z(name, value)
         return out
 
+    def score_features(self, x: dict[str, float]) -> dict[str, float]:
+        """Each scored feature's |z| (:class:`~alerting.detectors.base.FeatureScorer`)."""
+        out = {}
+        for name, value in x.items():
+            win = self._features.get(name)
+            if win is not None and win.n >= self.min_history:
+                out[name] = self._z(name, value)
+        return out
+
     def learn_one(self, x: dict[str, float]) -> None:
         features = self._features
         for name, value in x.items():

@@ -109,7 +109,9 @@ def test_two_runs_give_identical_figures(market: tuple[Path, Path, int], tmp_pat
     assert not list((tmp_path / "a" / "charts").iterdir())  # --max-charts 0
 
 
-def _series(n: int = 400, spike: range = range(300, 303)) -> list[tuple[datetime, float, int]]:
+def _series(n: int = 1200, spike: range = range(1000, 1003)) -> list[tuple[datetime, float, int]]:
+    """A calm metric with a spike late enough for the default (calibrated) threshold, whose
+    entity judges nothing in its first warm-up and grace events."""
     rng = random.Random(1)
     rows = []
     for i in range(n):
@@ -132,7 +134,7 @@ def test_label_column_and_windows_json_agree(
     plain = tmp_path / "plain.csv"
     plain.write_text("timestamp,value\n" + "".join(f"{t.isoformat()},{v}\n" for t, v, _ in rows))
     windows = tmp_path / "windows.json"
-    start, end = rows[300][0], rows[302][0]
+    start, end = rows[1000][0], rows[1002][0]
     windows.write_text(json.dumps({"cpu": [[start.isoformat(), end.timestamp()]]}))
 
     by_flag = ["--key", "cpu", "--label-column", "is_bad", "--output", tmp_path / "c"]
@@ -150,7 +152,7 @@ def test_label_column_and_windows_json_agree(
         "delay_s_max": 0.0,
     }
     assert a["event"]["tp"] >= 1 and a["event"]["tp"] + a["event"]["fn"] == 3
-    assert a["alerts"]["per_hour"] == pytest.approx(a["alerts"]["firing"] / (399 / 60), abs=1e-4)
+    assert a["alerts"]["per_hour"] == pytest.approx(a["alerts"]["firing"] / (1199 / 60), abs=1e-4)
     printed = capsys.readouterr().out
     assert "cpu" in printed and "overall" in printed  # the per-entity table without --compare
     # the label column is ground truth, never a feature: the model saw only "value"
@@ -166,8 +168,8 @@ def test_several_settings_files_are_compared(
         "timestamp,value,label\n" + "".join(f"{t.isoformat()},{v},{f}\n" for t, v, f in rows)
     )
     strict, loose = tmp_path / "strict.toml", tmp_path / "loose.toml"
-    strict.write_text("[threshold]\nvalue = 1e6\n")
-    loose.write_text("[threshold]\nvalue = 4.0\n")
+    strict.write_text('[threshold]\nkind = "fixed"\nvalue = 1e6\n')
+    loose.write_text('[threshold]\nkind = "fixed"\nvalue = 4.0\n')
     code = evaluate(
         data,
         "--key",

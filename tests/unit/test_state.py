@@ -18,6 +18,7 @@ import pytest
 from alerting.alerts import Alert, SourcePosition
 from alerting.detectors.zscore import RollingZScore
 from alerting.events import Metric
+from alerting.features import extract
 from alerting.policy import AlertPolicy, Episode
 from alerting.processor import Processor
 from alerting.state import (
@@ -33,7 +34,7 @@ from alerting.state import (
     config_hash,
     estimate_model_bytes,
 )
-from alerting.thresholds import FixedThreshold, QuantileThreshold, Threshold
+from alerting.thresholds import FixedThreshold, QuantileThreshold, TailThreshold, Threshold
 
 TOPIC = "market.events"
 PROBES = [
@@ -100,10 +101,14 @@ def step(state: EntityState, x: dict[str, float]) -> tuple[float, float, bool]:
 
 @pytest.mark.parametrize(
     "make_threshold",
-    [lambda: FixedThreshold(3.0), lambda: QuantileThreshold(q=0.9, window=32, grace=8)],
-    ids=["fixed", "quantile"],
+    [
+        lambda: FixedThreshold(3.0),
+        lambda: QuantileThreshold(q=0.9, window=32, grace=8),
+        lambda: TailThreshold(budget=50.0, level=0.9, grace=30, half_life=100),
+    ],
+    ids=["fixed", "quantile", "tail"],
 )
-@pytest.mark.parametrize("cut", [0, 5, 40, 150])
+@pytest.mark.parametrize("cut", [0, 5, 20, 40, 150])
 def test_round_trip_scores_and_learns_like_the_original(
     make_threshold: Callable[[], Threshold], cut: int
 ) -> None:
@@ -117,7 +122,8 @@ def test_round_trip_scores_and_learns_like_the_original(
     original.policy.episodes["metric"].firing_id = "f1"
     original.policy.penalty_factor, original.policy.mute_until = 2.0, 130.0
     original.stats.update({"load": 1.25})
-    original.features.last_values = {"load": 1.25}
+    extract(Metric(entity="e", values={"load": 1.0}, time=1.0), original.features)
+    extract(Metric(entity="e", values={"load": 1.25}, time=2.0), original.features)
     original.consecutive_flags = 3
     original.last_seen = 1_700_000_000.5
 
@@ -132,7 +138,8 @@ def test_round_trip_scores_and_learns_like_the_original(
     assert (episode.started_at, episode.severity, episode.firing_id) == (123.5, "critical", "f1")
     assert (copy.policy.penalty_factor, copy.policy.mute_until) == (2.0, 130.0)
     assert copy.stats.stats == original.stats.stats
-    assert copy.features.last_values == {"load": 1.25}
+    assert copy.features.values.keys() == {"load"}
+    assert copy.features.values["load"].data == original.features.values["load"].data
     rest = stream[cut:]
     assert [step(copy, x) for x in rest] == [step(original, x) for x in rest]
     assert scores(copy.model) == scores(original.model)
@@ -632,7 +639,7 @@ def make_processor(
 ) -> Processor:
     return Processor(
         template if template is not None else detector(),
-        AlertPolicy(critical_factor=2.0, repeat_interval_s=3.0, resolve_after_s=3.0),
+        AlertPolicy(critical_factor=2.0, repeat_after=3.0, resolve_after=3.0),
         threshold if threshold is not None else FixedThreshold(4.0),
         warmup=warmup,
         max_entities=max_entities,
