@@ -2,36 +2,46 @@
 
 The threshold comes from the entity's :mod:`alerting.thresholds` object; the policy
 decides, per entity and event kind, when an *episode* starts (hysteresis, ``for_events``),
-which notifications it sends (``new``, ``repeat`` after ``repeat_interval_s``, ``escalated``
+which notifications it sends (``new``, ``repeat`` after ``repeat_after``, ``escalated``
 at once when the severity rises), what it holds back (counted by reason), and when the
-episode is over (``resolved`` after ``resolve_after_s`` below the clear level). There are
+episode is over (``resolved`` after ``resolve_after`` below the clear level). There are
 no timers: everything is decided when an event of the entity and kind arrives.
+
+Durations are in the entity's own **cadence**: ``repeat_after``, ``resolve_after`` and
+``inhibit_silence`` count typical inter-arrival times of the entity and event kind (the
+``cadence`` passed to :meth:`AlertPolicy.evaluate`, in event-time seconds; the processor
+learns it per entity and kind with :meth:`AlertPolicy.observe`, a running median of the
+gaps). So one set of defaults means the same for millisecond trades and five-minute
+metrics: "resolved after 20 ordinary events' worth of time below the clear level".
 
 Levels, for a threshold ``T`` (times an active feedback penalty, see :meth:`penalize`):
 
 * breaching: ``score ≥ T × warning_factor``; severity ``critical`` from ``T × critical_factor``
 * an episode opens after ``for_events`` breaching events in a row (of that kind), and stays
   open while scores are above ``T × clear_factor``; once they have been below it for
-  ``resolve_after_s`` of event time, it is resolved
+  ``resolve_after`` typical gaps of event time, it is resolved
 * one notification per episode, except a repeat (only on a breaching event, at least
-  ``repeat_interval_s`` after the previous notification) and an escalation (at once, when a
+  ``repeat_after`` typical gaps after the previous notification; never with 0) and an
+  escalation (at once, when a
   breaching event raises the episode's severity); the severity of a notification is the
   episode's highest so far, so it never goes down within an episode
 * held back, and counted by reason: ``for`` (not enough breaching events in a row yet),
   ``repeat_interval``, ``feedback_mute`` (the entity is muted by feedback), ``inhibited``
   (a warning while another kind of the same entity has an open critical episode, and
-  that kind has sent an event within ``inhibit_silence_s``: a feed that went silent
-  mid-episode does not hold back the others for good); a
+  that kind has sent an event within ``inhibit_silence`` of its typical gaps: a feed that
+  went silent mid-episode does not hold back the others for good); a
   notification held back is sent at the next breaching event that is not held back, as
   ``new`` if the episode has sent nothing yet
 * a resolved notification is sent only for an episode that sent a firing one
 
 >>> policy = AlertPolicy(warning_factor=1.0, critical_factor=2.0, clear_factor=0.8,
-...                      repeat_interval_s=300.0, resolve_after_s=30.0)
+...                      repeat_after=300.0, resolve_after=30.0)
 >>> state = PolicyState()
->>> [policy.evaluate(state, score, 6.0, t).label for score, t in
+>>> [policy.evaluate(state, score, 6.0, t, cadence=1.0).label for score, t in
 ...  [(7.0, 100.0), (8.0, 101.0), (13.0, 102.0), (5.0, 110.0), (4.0, 120.0), (4.0, 150.0)]]
 ['new warning', 'held back: repeat_interval', 'escalated critical', '', '', 'resolved critical']
+>>> [round(policy.observe(state, "metric", t), 3) for t in (0.0, 300.0, 600.0, 900.0)]
+[0.0, 300.0, 300.0, 300.0]
 """
 
 from __future__ import annotations
@@ -45,6 +55,9 @@ Notification = Literal["new", "repeat", "escalated"]
 
 _RANK: Final = {"warning": 1, "critical": 2}
 
+#: how far one gap moves the running median of a kind's gaps, in log units (5 %)
+CADENCE_STEP: Final = 0.05
+
 #: suppression reasons (``alerting_alerts_suppressed_total{reason}``)
 REASONS: Final = ("for", "repeat_interval", "inhibited", "feedback_mute")
 
@@ -54,6 +67,7 @@ class Episode:
 
     __slots__ = (
         "below_since",
+        "cadence",
         "firing_id",
         "last_at",
         "notified",
@@ -65,6 +79,7 @@ class Episode:
     def __init__(self, started_at: float, severity: Severity) -> None:
         self.started_at = started_at
         self.last_at = started_at  # event time of the latest event of its kind
+        self.cadence = 1.0  # the kind's typical gap at that event (seconds)
         self.severity: Severity = severity  # highest severity of its breaching events
         self.notified: Severity | None = None  # highest severity sent; None: nothing sent yet
         self.notified_at = -math.inf  # event time of the last notification sent
@@ -78,17 +93,21 @@ class Episode:
             setattr(self, name, value)
         if "last_at" not in slots:
             self.last_at = self.started_at
+        if "cadence" not in slots:
+            self.cadence = 1.0
 
 
 class PolicyState:
-    """Per-entity policy memory: breaching runs and open episodes per event kind, and the
-    feedback penalty (bounded: a few entries per event kind)."""
+    """Per-entity policy memory: breaching runs, open episodes and the cadence per event
+    kind, and the feedback penalty (bounded: a few entries per event kind)."""
 
-    __slots__ = ("episodes", "mute_until", "penalty_factor", "penalty_until", "runs")
+    __slots__ = ("cadence", "episodes", "mute_until", "penalty_factor", "penalty_until", "runs")
 
     def __init__(self) -> None:
         self.runs: dict[str, int] = {}  # kind -> breaching events in a row
         self.episodes: dict[str, Episode] = {}  # kind -> open episode
+        # kind -> [time of the latest event, log of the typical gap, gaps seen]
+        self.cadence: dict[str, list[float]] = {}
         self.penalty_factor = 1.0
         self.penalty_until = -math.inf
         self.mute_until = -math.inf
@@ -139,10 +158,10 @@ class AlertPolicy:
         critical_factor: float = 2.0,
         clear_factor: float = 0.8,
         for_events: int = 1,
-        repeat_interval_s: float = 300.0,
-        resolve_after_s: float = 5.0,
+        repeat_after: float = 1000.0,
+        resolve_after: float = 20.0,
         inhibit: bool = True,
-        inhibit_silence_s: float = 300.0,
+        inhibit_silence: float = 100.0,
     ) -> None:
         _check("warning_factor", warning_factor, 0.0, inclusive=False)
         if not critical_factor >= warning_factor:
@@ -158,17 +177,17 @@ class AlertPolicy:
             )
         if isinstance(for_events, bool) or not isinstance(for_events, int) or for_events < 1:
             raise ValueError(f"for_events must be an integer of at least 1, got {for_events!r}")
-        _check("repeat_interval_s", repeat_interval_s, 0.0)
-        _check("resolve_after_s", resolve_after_s, 0.0)
-        _check("inhibit_silence_s", inhibit_silence_s, 0.0)
+        _check("repeat_after", repeat_after, 0.0)
+        _check("resolve_after", resolve_after, 0.0)
+        _check("inhibit_silence", inhibit_silence, 0.0)
         self.warning_factor = warning_factor
         self.critical_factor = critical_factor
         self.clear_factor = clear_factor
         self.for_events = for_events
-        self.repeat_interval_s = repeat_interval_s
-        self.resolve_after_s = resolve_after_s
+        self.repeat_after = repeat_after
+        self.resolve_after = resolve_after
         self.inhibit = inhibit
-        self.inhibit_silence_s = inhibit_silence_s
+        self.inhibit_silence = inhibit_silence
         self._quiet = Decision(math.nan)  # shared by quiet decisions at the same threshold
 
     def params(self) -> dict[str, object]:
@@ -177,10 +196,10 @@ class AlertPolicy:
             "critical_factor": self.critical_factor,
             "clear_factor": self.clear_factor,
             "for_events": self.for_events,
-            "repeat_interval_s": self.repeat_interval_s,
-            "resolve_after_s": self.resolve_after_s,
+            "repeat_after": self.repeat_after,
+            "resolve_after": self.resolve_after,
             "inhibit": self.inhibit,
-            "inhibit_silence_s": self.inhibit_silence_s,
+            "inhibit_silence": self.inhibit_silence,
         }
 
     def penalize(
@@ -203,6 +222,31 @@ class AlertPolicy:
         state.penalty_until = now + duration_s
         state.mute_until = now + mute_s
 
+    def observe(self, state: PolicyState, kind: str, event_time: float) -> float:
+        """Learn the cadence of ``kind`` from an event at ``event_time``; the typical gap
+        (event-time seconds, 0.0 until a first gap) to pass to :meth:`evaluate`.
+
+        A running median of the gaps between events (a frugal estimate in log space: each
+        gap moves it :data:`CADENCE_STEP` up or down), so bursts and pauses barely move
+        it; late or simultaneous events are no gap.
+        """
+        memory = state.cadence.get(kind)
+        if memory is None:
+            state.cadence[kind] = [event_time, 0.0, 0.0]
+            return 0.0
+        last, log_gap, gaps = memory
+        if event_time > last:
+            gap = math.log(event_time - last)
+            if not gaps:
+                log_gap = gap
+            elif gap > log_gap:
+                log_gap = min(log_gap + CADENCE_STEP, gap)
+            elif gap < log_gap:
+                log_gap = max(log_gap - CADENCE_STEP, gap)
+            memory[0], memory[1], memory[2] = event_time, log_gap, gaps + 1.0
+            return math.exp(log_gap)
+        return math.exp(log_gap) if gaps else 0.0
+
     def evaluate(
         self,
         state: PolicyState,
@@ -210,9 +254,13 @@ class AlertPolicy:
         threshold: float,
         event_time: float,
         kind: str = "event",
+        cadence: float = 1.0,
     ) -> Decision:
-        """Decide for one event of ``kind``, scored ``score`` against ``threshold``; updates
-        ``state``."""
+        """Decide for one event of ``kind``, scored ``score`` against ``threshold``, with
+        the kind's typical gap ``cadence`` (seconds; durations are multiples of it; a kind
+        with no gap yet, 0, counts as 1 s); updates ``state``."""
+        if not cadence > 0.0:
+            cadence = 1.0
         if event_time < state.penalty_until:
             threshold *= state.penalty_factor
         episode = state.episodes.get(kind)
@@ -233,12 +281,14 @@ class AlertPolicy:
             if run < self.for_events:
                 return Decision(threshold, suppressed="for")
             episode = state.episodes[kind] = Episode(event_time, severity)
+            episode.cadence = cadence
         else:
             episode.last_at = event_time
+            episode.cadence = cadence
             if score < threshold * self.clear_factor:
                 if episode.below_since is None:
                     episode.below_since = event_time
-                if event_time - episode.below_since >= self.resolve_after_s:
+                if event_time - episode.below_since >= self.resolve_after * cadence:
                     del state.episodes[kind]
                     if episode.notified is None:  # nothing was sent: nothing to resolve
                         return Decision(threshold)
@@ -254,7 +304,7 @@ class AlertPolicy:
             notification = "new"
         elif _RANK[episode.severity] > _RANK[episode.notified]:
             notification = "escalated"
-        elif event_time - episode.notified_at >= self.repeat_interval_s:
+        elif self.repeat_after and event_time - episode.notified_at >= self.repeat_after * cadence:
             notification = "repeat"
         else:
             return Decision(threshold, suppressed="repeat_interval")
@@ -272,10 +322,10 @@ class AlertPolicy:
 
     def _critical_elsewhere(self, state: PolicyState, kind: str, event_time: float) -> bool:
         """Another kind has an open critical episode that is not silent (``0`` = never)."""
-        silence = self.inhibit_silence_s
+        silence = self.inhibit_silence
         return any(
             k != kind
             and e.severity == "critical"
-            and (not silence or event_time - e.last_at < silence)
+            and (not silence or event_time - e.last_at < silence * e.cadence)
             for k, e in state.episodes.items()
         )

@@ -145,7 +145,7 @@ def load_events(
 def zscore_processor(warmup: int = 10, **kwargs: int) -> Processor:
     return Processor(
         RollingZScore(window=32, min_history=4),
-        AlertPolicy(critical_factor=2.0, repeat_interval_s=0.0, resolve_after_s=0.0, inhibit=False),
+        AlertPolicy(critical_factor=2.0, repeat_after=0.0, resolve_after=0.0, inhibit=False),
         FixedThreshold(6.0),
         warmup=warmup,
         **kwargs,
@@ -247,10 +247,10 @@ def test_trade_summary_names_price_and_size() -> None:
     assert alerts[0].to_cloudevent()["data"]["explanation"]["top"][0] == "log_return"
 
 
-def test_repeat_interval_suppressions_are_counted() -> None:
+def test_repeat_afteruppressions_are_counted() -> None:
     proc = Processor(
         RollingZScore(window=32, min_history=4),
-        AlertPolicy(repeat_interval_s=100.0, resolve_after_s=100.0),
+        AlertPolicy(repeat_after=100.0, resolve_after=100.0),
         FixedThreshold(6.0),
         warmup=5,
     )
@@ -347,7 +347,7 @@ class StubDetector:
 def test_processor_runs_any_detector() -> None:
     template = StubDetector(scale=2.0)
     assert isinstance(template, Detector)
-    proc = Processor(template, AlertPolicy(resolve_after_s=0.0), FixedThreshold(6.0), warmup=2)
+    proc = Processor(template, AlertPolicy(resolve_after=0.0), FixedThreshold(6.0), warmup=2)
     values = [1.0, 1.0, 1.0, 3.5, 2.0, -7.0]
     alerts = [
         a
@@ -412,7 +412,7 @@ def test_different_model_gives_different_alert_ids() -> None:
     first = [a for e, s in stream for a in proc.process(e, s)]
     other = Processor(
         RollingZScore(window=31, min_history=4),
-        AlertPolicy(repeat_interval_s=0.0, resolve_after_s=0.0, inhibit=False),
+        AlertPolicy(repeat_after=0.0, resolve_after=0.0, inhibit=False),
         FixedThreshold(6.0),
         warmup=20,
     )

@@ -33,7 +33,7 @@ def make_processor(
 ) -> Processor:
     return Processor(
         RollingZScore(window=window, min_history=4),
-        AlertPolicy(critical_factor=2.0, repeat_interval_s=2.0, resolve_after_s=2.0),
+        AlertPolicy(critical_factor=2.0, repeat_after=2.0, resolve_after=2.0),
         FixedThreshold(6.0),
         warmup=WARMUP,
         max_entities=max_entities,

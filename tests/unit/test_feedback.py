@@ -231,10 +231,10 @@ START = 1_700_000_000.0
 
 def make_processor() -> Processor:
     settings = load_settings(
-        detector={"name": "zscore", "params": {"window": 16, "min_history": 4}, "warmup": 5},
+        detector={"name": "zscore", "params": {"window": 16, "min_history": 4}, "warmup": 15},
         threshold={"kind": "fixed", "value": 6.0},
         drift={"enabled": False},
-        policy={"repeat_interval_s": 1e9, "resolve_after_s": 5.0},
+        policy={"repeat_after": 1e9, "resolve_after": 5.0},
     )
     return build_processor(settings)
 
@@ -253,7 +253,7 @@ def spike(entity: str, time: float) -> Metric:
 
 def episode(entity: str, start: float) -> list[Event]:
     """Calm, one spike (a firing alert), then calm long enough to resolve it."""
-    return [*calm(entity, 20, start), spike(entity, start + 20), *calm(entity, 10, start + 21)]
+    return [*calm(entity, 20, start), spike(entity, start + 20), *calm(entity, 20, start + 21)]
 
 
 def loop(clock: Clock) -> tuple[FakePort, Service, AlertControl, Metrics]:
@@ -322,7 +322,7 @@ def test_silenced_alerts_are_counted_not_sent_until_the_silence_expires() -> Non
 def test_false_positives_mute_the_entity_through_the_processor() -> None:
     clock = Clock()
     port, service, control, metrics = loop(clock)
-    add(port, episode("AAPL", START) + episode("AAPL", START + 40) + episode("MSFT", START))
+    add(port, episode("AAPL", START) + episode("AAPL", START + 60) + episode("MSFT", START))
     service.run_once()
     firing = [a for a in published(port) if a["type"] == FIRING]
     assert [a["subject"] for a in firing] == ["AAPL", "AAPL", "MSFT"]

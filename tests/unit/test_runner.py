@@ -36,7 +36,7 @@ class Clock:
 def make_processor(warmup: int = WARMUP, max_entities: int = 1000) -> Processor:
     return Processor(
         RollingZScore(window=16, min_history=4),
-        AlertPolicy(critical_factor=2.0, repeat_interval_s=0.0, resolve_after_s=0.0, inhibit=False),
+        AlertPolicy(critical_factor=2.0, repeat_after=0.0, resolve_after=0.0, inhibit=False),
         FixedThreshold(6.0),
         warmup=warmup,
         max_entities=max_entities,
