@@ -121,9 +121,21 @@ def explain(
     else:
         ranked = sorted(features, key=lambda n: -abs(features[n]["deviation"]))
     top = [name for name in ranked if name in x][:TOP]
-    # the summary names the first feature, and the others only when outside their usual range
-    named = [n for i, n in enumerate(top) if i == 0 or abs(features.get(n, _FAR)["deviation"]) >= 1]
-    parts = [_describe(name, x[name], features.get(name)) for name in named]
+    # the summary names the first feature, and the others only when outside their usual
+    # range; a metric value is named once, by the most telling of its features
+    named: list[str] = []
+    bases: set[str] = set()
+    for name in ranked:
+        base = _base(name)
+        if name not in x or base in bases:
+            continue
+        if named and abs(features.get(name, _FAR)["deviation"]) < 1:
+            continue  # inside its usual range
+        bases.add(base)
+        named.append(name)
+        if len(named) == TOP:
+            break
+    parts = [_describe(name, x[name], features.get(name), x) for name in named]
     if contributions and unit:
         parts = [f"{p} ({contributions[n]:+.3g}{unit})" for p, n in zip(parts, named, strict=True)]
     summary = f"{entity} {kind} " + (", ".join(parts) or "unusual") + f" [{severity}]"
@@ -137,11 +149,40 @@ def _percent(log_change: float) -> float:
     return math.expm1(log_change) * 100.0
 
 
-def _describe(name: str, value: float, usual: dict[str, float] | None) -> str:
+#: the features :mod:`alerting.features` derives from each metric value, by suffix
+_DERIVED: Final = (".diff", ".trend", ".vol", ".season")
+
+
+def _base(name: str) -> str:
+    """The metric value a feature is derived from (``cpu.vol`` → ``cpu``), else the name."""
+    for suffix in _DERIVED:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _describe(
+    name: str, value: float, usual: dict[str, float] | None, x: dict[str, float] | None = None
+) -> str:
     """One feature in words: ``price +3.4% vs band ±0.2%``, ``size 12x usual``."""
     if usual is None:
         return f"{name} {value:.4g}"
     expected, band = usual["expected"], usual["band"]
+    base = _base(name)
+    if base != name:
+        now = f"{base} {x[base]:.4g}: " if x is not None and base in x else f"{base}: "
+        suffix = name[len(base) :]
+        if suffix == ".diff":
+            return f"{now}a change of {value:+.3g} vs usual ± {band:.3g}"
+        if suffix == ".trend":
+            return f"{now}drifting {value:+.3g} per event vs usual ± {band:.3g}"
+        if suffix == ".season":
+            return f"{now}{value:+.3g} off its usual level at this hour and weekday (± {band:.3g})"
+        # .vol: the log of a variance, so half its change is that of the spread
+        ratio = math.exp(max(min((value - expected) / 2.0, 700.0), -700.0))
+        if ratio >= 1.0:
+            return f"{now}{ratio:.2g}x as variable as usual"
+        return f"{now}flat, {1.0 / ratio:.2g}x less variable than usual (stuck?)"
     if name in ("log_return", "mid_log_return"):
         what = "price" if name == "log_return" else "mid"
         return f"{what} {_percent(value):+.2g}% vs band ±{band * 100:.2g}%"
