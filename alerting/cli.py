@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("alerting")
 
 EXIT_CONFIG = 2
+#: events per symbol the demo publishes at once before it paces the market in real time
+DEMO_BACKFILL = 6000
 EXIT_INTERRUPTED = 130
 
 
@@ -100,17 +102,27 @@ def _with_bootstrap(settings: Settings, broker: EmbeddedBroker) -> Settings:
 
 def build_processor(settings: Settings, cold: ColdStore | None = None) -> Processor:
     """The processor the settings describe (detector, threshold, policy, state bounds)."""
-    from alerting.detectors import REGISTRY, build
+    from alerting.detectors import REGISTRY, FeatureScorer, build
     from alerting.drift import DriftMonitor
     from alerting.policy import AlertPolicy
     from alerting.processor import Processor
-    from alerting.thresholds import FixedThreshold, QuantileThreshold, Threshold
+    from alerting.thresholds import (
+        FeatureTails,
+        FixedThreshold,
+        QuantileThreshold,
+        TailThreshold,
+        Threshold,
+    )
 
     d, t = settings.detector, settings.threshold
     try:
         template = build(d.name, d.params)
         threshold: Threshold
-        if t.kind == "fixed":
+        if t.kind == "tail" and isinstance(template, FeatureScorer):
+            threshold = FeatureTails(t.budget, t.level, t.grace, t.half_life)
+        elif t.kind == "tail":
+            threshold = TailThreshold(t.budget, t.level, t.grace, t.half_life)
+        elif t.kind == "fixed":
             threshold = FixedThreshold(
                 t.value if t.value is not None else REGISTRY[d.name].default_threshold
             )
@@ -124,10 +136,10 @@ def build_processor(settings: Settings, cold: ColdStore | None = None) -> Proces
             critical_factor=p.critical_factor,
             clear_factor=p.clear_factor,
             for_events=p.for_events,
-            repeat_interval_s=p.repeat_interval_s,
-            resolve_after_s=p.resolve_after_s,
+            repeat_after=p.repeat_after,
+            resolve_after=p.resolve_after,
             inhibit=p.inhibit,
-            inhibit_silence_s=p.inhibit_silence_s,
+            inhibit_silence=p.inhibit_silence,
         )
         dr = settings.drift
         drift = (
@@ -366,6 +378,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
                 str(args.seed),
                 "--events-per-second",
                 str(args.events_per_second),
+                # a recent history first, so that the entities' calibrated thresholds are
+                # past their grace when the live part starts
+                "--backfill",
+                str(DEMO_BACKFILL * args.symbols),
             ]
             if args.labels:
                 replay += ["--labels", str(args.labels)]

@@ -255,26 +255,78 @@ class DetectorSettings(_Section):
 
 
 class ThresholdSettings(_Section):
-    """When a score is flagged: a fixed value, or a streaming quantile of recent scores."""
+    """When a score is flagged: a calibrated false-alarm budget (the default), a fixed value,
+    or a quantile of recent scores."""
 
-    kind: Literal["fixed", "quantile"] = Field(
-        "fixed", description="fixed: threshold.value; quantile: per-entity adaptive."
+    kind: Literal["tail", "fixed", "quantile"] = Field(
+        "tail",
+        description="tail: each score's tail probability against the entity's own recent "
+        "scores, breaching within a false-alarm budget (any detector); fixed: "
+        "threshold.value on the detector's scale; quantile: per-entity rolling quantile.",
     )
-    value: float | None = Field(
-        None, gt=0, description="Fixed threshold; unset = the detector's default."
+    budget: float = Field(
+        2.0,
+        gt=0,
+        lt=500,
+        description="kind = tail: breaching events per 10,000 events of an entity whose "
+        "scores do not change (the per-event false-alarm rate, times 10,000).",
     )
-    quantile: float = Field(
-        0.995, gt=0.5, lt=1.0, description="Quantile of recent scores (kind = quantile)."
-    )
-    window: int = Field(
-        1000, ge=10, le=100_000, description="Recent scores the quantile covers, per entity."
+    level: float = Field(
+        0.95,
+        ge=0.5,
+        lt=0.99,
+        description="kind = tail: quantile of an entity's scores above which its tail is "
+        "fitted (a generalized Pareto distribution).",
     )
     grace: int = Field(
-        100, ge=1, description="Scores an entity's quantile needs before it can flag."
+        500,
+        ge=20,
+        le=100_000,
+        description="Scores an entity's threshold needs before it can flag (kind = tail: "
+        "fitted at once; kind = quantile: the quantile's first scores).",
+    )
+    half_life: int = Field(
+        5000,
+        ge=0,
+        description="kind = tail: scores after which an old score weighs half in the fit "
+        "(0 = never forget); at least grace.",
+    )
+    value: float | None = Field(
+        None, gt=0, description="kind = fixed: the threshold; unset = the detector's default."
+    )
+    quantile: float = Field(
+        0.995, gt=0.5, lt=1.0, description="kind = quantile: quantile of recent scores."
+    )
+    window: int = Field(
+        1000, ge=10, le=100_000, description="kind = quantile: recent scores it covers."
     )
     min_value: float | None = Field(
-        None, ge=0, description="Floor of the quantile threshold; unset = none."
+        None, ge=0, description="kind = quantile: floor of the threshold; unset = none."
     )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ThresholdSettings:
+        if self.kind == "tail":
+            from alerting.thresholds import TailThreshold
+
+            try:
+                TailThreshold(self.budget, self.level, self.grace, self.half_life)
+            except ValueError as exc:
+                raise ValueError(f"threshold: {exc}") from None
+        if self.kind == "quantile" and self.grace > self.window:
+            raise ValueError("threshold.grace must be at most threshold.window (kind = quantile)")
+        # a value of another kind would be ignored: say so rather than run on the default
+        if self.value is not None and self.kind != "fixed":
+            raise ValueError(
+                f'threshold.value is the threshold of kind = "fixed"; with kind = "{self.kind}" '
+                'it would be ignored: set threshold.kind = "fixed" or drop threshold.value'
+            )
+        if self.min_value is not None and self.kind != "quantile":
+            raise ValueError(
+                f'threshold.min_value is the floor of kind = "quantile"; with kind = '
+                f'"{self.kind}" it would be ignored: set threshold.kind = "quantile" or drop it'
+            )
+        return self
 
 
 class DriftSettings(_Section):
@@ -336,28 +388,31 @@ class PolicySettings(_Section):
         ge=1,
         description="Breaching events in a row (of one entity and kind) that open an episode.",
     )
-    repeat_interval_s: float = Field(
-        300.0,
+    repeat_after: float = Field(
+        1000.0,
         ge=0,
-        description="Event-time seconds before an open episode sends its firing alert again "
-        "(a severity rise is sent at once).",
+        description="Typical inter-arrival times of the entity and event kind before an "
+        "open episode sends its firing alert again (a severity rise is sent at once); "
+        "0 = never repeat.",
     )
-    resolve_after_s: float = Field(
-        5.0,
+    resolve_after: float = Field(
+        20.0,
         ge=0,
-        description="Event-time seconds below the clear level after which an episode is "
-        "resolved (decided at the next event of that entity and kind).",
+        description="Typical inter-arrival times of the entity and event kind below the "
+        "clear level after which an episode is resolved (decided at the next event of that "
+        "entity and kind).",
     )
     inhibit: bool = Field(
         True,
         description="While an entity has an open critical episode, hold back its warnings "
         "of other event kinds.",
     )
-    inhibit_silence_s: float = Field(
-        300.0,
+    inhibit_silence: float = Field(
+        100.0,
         ge=0,
-        description="A critical episode whose event kind has sent nothing for this many "
-        "event-time seconds no longer holds back other kinds (0 = until it resolves).",
+        description="A critical episode whose event kind has sent nothing for this many of "
+        "its typical inter-arrival times no longer holds back other kinds (0 = until it "
+        "resolves).",
     )
 
     @model_validator(mode="after")

@@ -46,11 +46,13 @@ def test_defaults() -> None:
     assert s.service.group_id == "alerting"
     assert s.detector.name == "sad"
     assert s.detector.params == {}
-    assert s.threshold.kind == "fixed" and s.threshold.value is None
+    assert s.threshold.kind == "tail" and s.threshold.value is None
+    assert (s.threshold.budget, s.threshold.level, s.threshold.grace) == (2.0, 0.95, 500)
     assert s.topics.changelog == "market.events.state"
     assert s.state.max_live_models == 100_000
     assert (s.policy.warning_factor, s.policy.critical_factor, s.policy.clear_factor) == (1, 2, 0.8)
-    assert (s.policy.for_events, s.policy.repeat_interval_s, s.policy.inhibit) == (1, 300, True)
+    assert (s.policy.for_events, s.policy.repeat_after, s.policy.inhibit) == (1, 1000, True)
+    assert (s.policy.resolve_after, s.policy.inhibit_silence) == (20, 100)
     assert s.metrics.port == 9464
     assert s.broker.port == 0
 
@@ -174,9 +176,9 @@ def test_unknown_key_in_code_is_rejected() -> None:
         ({"warning_factor": 2.5}, r"policy\.critical_factor must be at least"),
         ({"critical_factor": 0.9}, r"policy\.critical_factor"),
         ({"for_events": 0}, r"policy\.for_events \(env ALERTING__POLICY__FOR_EVENTS"),
-        ({"repeat_interval_s": -1}, r"policy\.repeat_interval_s"),
-        ({"resolve_after_s": -1}, r"policy\.resolve_after_s"),
-        ({"inhibit_silence_s": -1}, r"policy\.inhibit_silence_s"),
+        ({"repeat_after": -1}, r"policy\.repeat_after"),
+        ({"resolve_after": -1}, r"policy\.resolve_after"),
+        ({"inhibit_silence": -1}, r"policy\.inhibit_silence"),
         ({"warning_factor": 0}, r"policy\.warning_factor"),
     ],
 )
@@ -189,8 +191,8 @@ def test_every_policy_setting_reaches_the_policy() -> None:
     from alerting.cli import build_processor
 
     values = {"warning_factor": 1.5, "critical_factor": 2.5, "clear_factor": 0.5,
-              "for_events": 3, "repeat_interval_s": 42.0, "resolve_after_s": 7.0,
-              "inhibit": False, "inhibit_silence_s": 33.0}  # fmt: skip
+              "for_events": 3, "repeat_after": 42.0, "resolve_after": 7.0,
+              "inhibit": False, "inhibit_silence": 33.0}  # fmt: skip
     processor = build_processor(load_settings(policy=values))
     assert processor.policy.params() == values
 
@@ -350,3 +352,27 @@ def test_config_error_does_not_echo_a_secret(tmp_path: Path) -> None:
     message = str(info.value)
     assert "kafka.sasl_password" in message
     assert "98765432" not in message
+
+
+@pytest.mark.parametrize(
+    ("threshold", "named"),
+    [
+        ({"value": 5.0}, "threshold.value"),  # the default kind is tail: it would be ignored
+        ({"kind": "quantile", "value": 5.0}, "threshold.value"),
+        ({"kind": "tail", "min_value": 1.0}, "threshold.min_value"),
+        ({"kind": "tail", "budget": 0.0}, "budget"),
+        ({"kind": "tail", "grace": 500, "half_life": 100}, "half_life"),
+        ({"kind": "tail", "budget": 600.0}, "budget"),
+    ],
+)
+def test_threshold_settings_that_would_be_ignored_or_cannot_work_fail_at_start(
+    threshold: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(threshold=threshold)
+
+
+def test_the_old_policy_durations_in_seconds_are_refused_by_name() -> None:
+    for old in ("repeat_interval_s", "resolve_after_s", "inhibit_silence_s"):
+        with pytest.raises(ConfigError, match=old):
+            load_settings(policy={old: 5.0})
