@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,6 +75,13 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
         help="multiplies the strength of every anomaly (default 1: the catalogue's ranges)",
     )
     syn.add_argument(
+        "--style",
+        choices=("realistic", "classic"),
+        default="realistic",
+        help="realistic (default): fat-tailed returns with volatility clusters, an intraday "
+        "cycle, quote bursts, power-law sizes; classic: the light-tailed Gaussian walk",
+    )
+    syn.add_argument(
         "--events-per-second",
         type=float,
         default=200.0,
@@ -87,6 +94,15 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
     )
     syn.add_argument(
         "--labels", type=Path, help="write the injected anomalies (JSON lines) to this file"
+    )
+    syn.add_argument(
+        "--backfill",
+        type=int,
+        default=0,
+        metavar="N",
+        help="publish the first N events at once, then pace the rest; with --start-now the "
+        "stream starts N events' worth of event time before now, so the service starts with "
+        "a recent history (the demo: its thresholds are calibrated before the live part)",
     )
     syn.add_argument(
         "--output",
@@ -150,6 +166,13 @@ def column_mapping(args: argparse.Namespace, label: str | None = None) -> Column
     )
 
 
+def _start(args: argparse.Namespace) -> datetime | None:
+    """Now (``--start-now``), less the backfill's event time; else the fixed default."""
+    if not args.start_now:
+        return None
+    return datetime.now(UTC) - timedelta(seconds=args.backfill / args.events_per_second)
+
+
 def _synthetic(args: argparse.Namespace, labels: list[Label]) -> Iterator[Event]:
     from producers.synthetic import SyntheticMarket, parse_anomalies
 
@@ -159,9 +182,10 @@ def _synthetic(args: argparse.Namespace, labels: list[Label]) -> Iterator[Event]
             seed=args.seed,
             anomaly_rate=args.anomaly_rate,
             events_per_second=args.events_per_second,
-            start=datetime.now(UTC) if args.start_now else None,
+            start=_start(args),
             anomalies=parse_anomalies(args.anomalies),
             intensity=args.intensity,
+            style=args.style,
         )
     except ValueError as exc:  # checked now, before anything connects to Kafka
         hint = (
@@ -234,6 +258,9 @@ def replay_command(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError(f"replay: no such file {args.file}")
     if not args.fast and not args.speed > 0:
         raise ConfigError("replay --speed must be positive (or use --fast)")
+    backfill = getattr(args, "backfill", 0)
+    if backfill < 0:
+        raise ConfigError(f"replay --backfill must be at least 0, got {backfill}")
     labels: list[Label] = []
     skipped: list[InvalidRow] = []
     if args.synthetic:
@@ -259,7 +286,8 @@ def replay_command(settings: Settings, args: argparse.Namespace) -> int:
             for event in events:
                 if stop.event.is_set():
                     break
-                pacer.wait_until_due(event.timestamp)
+                if sent >= backfill:  # the backfill goes at once, the rest is paced
+                    pacer.wait_until_due(event.timestamp)
                 producer.send(topic, key=event.entity.encode(), value=encode(event)).add_errback(
                     errors.append
                 )
