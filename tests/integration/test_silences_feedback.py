@@ -24,10 +24,11 @@ START = 1_700_000_000.0
 SERVICE_ENV = {
     "ALERTING__DETECTOR__NAME": "zscore",
     "ALERTING__DETECTOR__PARAMS": '{"window": 16, "min_history": 4}',
-    "ALERTING__DETECTOR__WARMUP": "5",
+    "ALERTING__DETECTOR__WARMUP": "15",
+    "ALERTING__THRESHOLD__KIND": "fixed",
     "ALERTING__THRESHOLD__VALUE": "6",
     "ALERTING__DRIFT__ENABLED": "false",
-    "ALERTING__POLICY__RESOLVE_AFTER_S": "5",
+    "ALERTING__POLICY__RESOLVE_AFTER": "5",
     "ALERTING__SERVICE__COMMIT_INTERVAL_S": "0.2",
 }
 
@@ -37,7 +38,7 @@ def episode(entity: str, start: float) -> list[Event]:
     rng = random.Random(f"{entity}{start}")
     calm = [
         Metric(entity=entity, values={"load": 1.0 + rng.gauss(0, 0.01)}, time=start + i)
-        for i in range(30)
+        for i in range(40)
     ]
     spike = Metric(entity=entity, values={"load": 50.0}, time=start + 20)
     return [*calm[:20], spike, *calm[21:]]
@@ -185,7 +186,7 @@ def test_false_positives_penalize_an_entity_and_bad_feedback_does_not_hurt(
     send(
         producer,
         stack.events,
-        episode("AAPL", START) + episode("AAPL", START + 40) + episode("MSFT", START),
+        episode("AAPL", START) + episode("AAPL", START + 50) + episode("MSFT", START),
     )
     stack.wait_for(lambda: all_committed(stack), 60, "all events committed")
     firing = [a for a in alerts_json(stack.read_all(stack.alerts)) if a["type"] == FIRING]
@@ -217,7 +218,7 @@ def test_false_positives_penalize_an_entity_and_bad_feedback_does_not_hurt(
     assert sample(port, "alerting_feedback_precision", **verdicts) == pytest.approx(1 / 3)
 
     # the penalty holds AAPL's next spike back; MSFT still alerts
-    send(producer, stack.events, episode("AAPL", START + 100) + episode("MSFT", START + 100))
+    send(producer, stack.events, episode("AAPL", START + 120) + episode("MSFT", START + 120))
     producer.close()
     stack.wait_for(lambda: all_committed(stack), 60, "the later events committed")
     stack.wait_for(

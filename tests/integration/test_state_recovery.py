@@ -225,10 +225,13 @@ def test_same_alerts_byte_for_byte_in_real_time_and_100x_faster(stack: Stack) ->
         service = stack.start("run", log_name=name, **env)
         replay = stack.start(
             *REPLAY[:3],
-            "2400",
+            "3000",
             *REPLAY[4:],
             "--events-per-second",
             "300",
+            # 2 symbols: 1,500 events each, most of them past their thresholds' grace
+            "--symbols",
+            "2",
             *pace,
             log_name=f"replay-{name}",
             ALERTING__TOPICS__EVENTS=events,
@@ -238,7 +241,7 @@ def test_same_alerts_byte_for_byte_in_real_time_and_100x_faster(stack: Stack) ->
             group = stack.group
             stack.group, stack.events = f"{group}-{name}", events
             try:
-                stack.wait_for(lambda: sum(stack.committed().values()) == 2400, 120, name)
+                stack.wait_for(lambda: sum(stack.committed().values()) == 3000, 120, name)
             finally:
                 stack.group, stack.events = group, events.rsplit("-", 1)[0]
         finally:
