@@ -162,6 +162,7 @@ def build_processor(settings: Settings, cold: ColdStore | None = None) -> Proces
         drift=drift,
         drift_action=settings.drift.action,
         challenger_events=settings.drift.challenger_events,
+        publish_drift=settings.drift.publish,
     )
 
 

@@ -69,6 +69,7 @@ class Processor:
         drift: DriftMonitor | None = None,
         drift_action: str = "none",
         challenger_events: int = 500,
+        publish_drift: bool = True,
     ) -> None:
         if warmup < 0:
             raise ValueError(f"warmup must not be negative, got {warmup}")
@@ -85,6 +86,8 @@ class Processor:
         if challenger_events < 1:
             raise ValueError(f"challenger_events must be at least 1, got {challenger_events}")
         self.challenger_events = challenger_events
+        #: drift CloudEvents go out with the alerts (else drifts are counted and acted on)
+        self.publish_drift = publish_drift
         self.template = template
         self.drift = drift
         self.drift_action = drift_action
@@ -217,19 +220,31 @@ class Processor:
             return []
 
         calibrator = state.threshold
+        signal: float | None
         if self.calibrated:
             # the decision is on the score's tail probability: its surprise, -log10 p,
             # against the budget's; the policy's levels are multiples of that
             level = self.surprise_level
-            decided = calibrator.judge(scores) if scores is not None else calibrator.surprise(score)
-            signal = min(decided, level)
+            if scores is not None:
+                decided = calibrator.judge(scores)
+                judging = calibrator.deciding is not None
+            else:
+                decided = calibrator.surprise(score)
+                judging = calibrator.calibrated
+            # no drift signal before the decision judges: the grace's zeros would make
+            # every entity's first judged events look like a drift
+            signal = min(decided, level) if judging else None
         else:
             threshold = calibrator.value()  # on the detector's scale
             decided, level = score, threshold
             signal = min(score, threshold)
         # the drift signal is clipped at the threshold: anomalies are alerts, drift is a
         # lasting change of the ordinary scores (one huge score would move ADWIN's mean)
-        drifted = state.drift.update(signal, x, timestamp) if state.drift is not None else None
+        drifted = (
+            state.drift.update(signal, x, timestamp)
+            if state.drift is not None and signal is not None
+            else None
+        )
         flagged = decided >= level
         self.score_ratios.append(decided / level if level > 0 else 0.0)
         self.last_score = score
@@ -256,7 +271,11 @@ class Processor:
             model.learn_one(x)
         if state.challenger is not None:
             self._challenge(state, x, flagged, calibrator, level)
-        alerts = [] if not drifted else [self._drifted(event, state, drifted, x, source)]
+        alerts = []
+        if drifted:
+            drift = self._drifted(event, state, drifted, x, source)
+            if self.publish_drift:
+                alerts.append(drift)
         if resolved is not None:
             alerts.append(resolved)
         if firing is not None:

@@ -9,7 +9,9 @@ and type), or as JSON lines; ``--entity``, ``--severity`` and ``--type`` filter 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import sys
 import time
@@ -101,13 +103,13 @@ def format_alert(cloudevent: dict[str, Any], color: bool = False) -> str:
     if kind == "firing":
         label = severity.upper()
         what = str(data.get("notification") or "")
-        figures = f"score {score:.1f} ≥ {threshold:g}" if numbers else ""
+        figures = f"score {score:.1f} ≥ {threshold:.3g}" if numbers else ""
         colour = _COLOURS.get(severity, "")
     elif kind == "resolved":
         label = "RESOLVED"
         duration = data.get("duration_s")
         what = f"after {format_duration(duration)}" if isinstance(duration, int | float) else ""
-        figures = f"{severity}, score {score:.1f} < {threshold:g}" if numbers else severity
+        figures = f"{severity}, score {score:.1f} < {threshold:.3g}" if numbers else severity
         colour = _COLOURS["resolved"]
     else:
         label = kind.upper() or "?"
@@ -314,6 +316,10 @@ def tail_command(
             out.flush()
     except KeyboardInterrupt:
         pass
+    except BrokenPipeError:  # the reader went away (| head): done, quietly
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the interpreter closes it
+        return 0
     finally:
         consumer.close()
     return 1 if args.max is not None and seen < args.max else 0
