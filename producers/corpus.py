@@ -188,7 +188,7 @@ class Series:
     def events(self) -> Iterator[Metric]:
         """The series as metric events, entity = the series name."""
         for moment, values in zip(self.times, self.values, strict=True):
-            yield Metric(entity=self.name, values=values, time=moment)
+            yield Metric(entity_key=self.name, values=values, time=moment)
 
 
 Reader = Callable[[dict[str, bytes]], list[Series]]
@@ -285,7 +285,7 @@ def nab_windows(n: int, runs: Sequence[tuple[int, int]]) -> list[Incident]:
     at least as wide as it; overlapping windows are merged into the first incident's.
 
     >>> [(i.first, i.last) for i in nab_windows(1000, [(100, 100), (500, 519)])]
-    [(75, 125), (485, 534)]
+    [(76, 125), (485, 534)]
     """
     if not runs:
         return []
@@ -631,7 +631,7 @@ def _spec(name: str) -> SeriesSpec:
 
 def _read(spec: SeriesSpec, cache: Path | None) -> list[Series]:
     archive = fetch(ARCHIVES[spec.archive], cache)
-    files = {member: read_member(archive, member, digest) for member, digest in spec.members.items()}
+    files = {m: read_member(archive, m, digest) for m, digest in spec.members.items()}
     series = spec.reader(files)
     short = [s.name for s in series if len(s) < MIN_EVENTS]
     if short:  # pragma: no cover - the pinned files are all long enough
