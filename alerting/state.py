@@ -53,6 +53,9 @@ from alerting.policy import PolicyState
 
 log = logging.getLogger(__name__)
 
+#: the longest entity key the events schema admits (a longer changelog key is no entity)
+MAX_ENTITY_CHARS = 200
+
 MAGIC = b"ALST"
 FORMAT = 1
 _LEN = struct.Struct(">I")
@@ -360,16 +363,20 @@ class EntityStore:
         """Count a refused snapshot, log the first of each reason, and forget the entity's
         stored state (an older snapshot would be behind the committed offset): it starts
         fresh."""
-        self.refused[refused.reason] += 1
-        if refused.reason not in self._warned:
-            self._warned.add(refused.reason)
-            log.warning(
-                "state of %r refused, it starts fresh (%s); further entities refused for "
-                "this reason are only counted in alerting_snapshots_refused_total",
-                entity,
-                refused,
-            )
+        self._count(refused.reason, f"state of {entity!r} refused, it starts fresh ({refused})")
         self.cold.delete(entity)
+
+    def _count(self, reason: str, detail: str) -> None:
+        """Count a refused changelog record by reason; log the first of each reason."""
+        self.refused[reason] += 1
+        if reason not in self._warned:
+            self._warned.add(reason)
+            log.warning(
+                "%s; further records refused for this reason are only counted in "
+                "alerting_snapshots_refused_total{reason=%r}",
+                detail,
+                reason,
+            )
 
     def _evict(self, entity: str) -> None:
         state = self._live.pop(entity)
@@ -402,6 +409,23 @@ class EntityStore:
                 out.append((entity, state.partition, self.codec.encode(state)))
         self._dirty.clear()
         return out
+
+    def restore_record(self, key: bytes, partition: int, blob: bytes | None) -> bool:
+        """Take one changelog record as read from the topic; False if refused. A key that is
+        not an entity (not UTF-8, empty, longer than any entity) is refused and counted
+        (``bad_key``); nothing else is touched."""
+        try:
+            entity = key.decode("utf-8")
+        except UnicodeDecodeError:
+            entity = ""
+        if not entity or len(entity) > MAX_ENTITY_CHARS:
+            self._count("bad_key", f"changelog key {key[:40]!r} is not an entity key")
+            return False
+        try:
+            return self.restore(entity, partition, blob)
+        except Exception as exc:  # a bug must not wipe the restore of the other entities
+            self._count("corrupt", f"restoring {entity!r} failed: {exc!r}")
+            return False
 
     def restore(self, entity: str, partition: int, blob: bytes | None) -> bool:
         """Take a changelog record; False if refused. ``None`` (a tombstone) deletes."""

@@ -172,6 +172,14 @@ class ConfluentPort:
             asynchronous=False,
         )
 
+    def pause(self, partitions: set[int]) -> None:
+        topic = self.settings.topics.events
+        self.consumer.pause([TopicPartition(topic, p) for p in sorted(partitions)])
+
+    def resume(self, partitions: set[int]) -> None:
+        topic = self.settings.topics.events
+        self.consumer.resume([TopicPartition(topic, p) for p in sorted(partitions)])
+
     def lag(self) -> dict[int, int]:
         # the cached high watermark comes from fetch responses (tansu's ListOffsets would
         # answer differently, see kafka_port); the position is the next offset to consume

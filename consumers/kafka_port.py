@@ -168,6 +168,14 @@ class KafkaPort:
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         commit_offsets(self.consumer, offsets)
 
+    def pause(self, partitions: set[int]) -> None:
+        topic = self.settings.topics.events
+        self.consumer.pause(*(TopicPartition(topic, p) for p in sorted(partitions)))
+
+    def resume(self, partitions: set[int]) -> None:
+        topic = self.settings.topics.events
+        self.consumer.resume(*(TopicPartition(topic, p) for p in sorted(partitions)))
+
     def lag(self) -> dict[int, int]:
         # highwater() is the fetch response's true high watermark; tansu's ListOffsets
         # (end_offsets) would answer the last batch's base offset + 1 instead

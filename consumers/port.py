@@ -87,6 +87,15 @@ class Port(Protocol):
         loop can checkpoint) and ``assigned`` before any record of new ones is polled."""
         ...
 
+    def pause(self, partitions: set[int]) -> None:
+        """Fetch nothing more of these input partitions until :meth:`resume` (a partition
+        whose state could not be restored must not be processed on an empty state)."""
+        ...
+
+    def resume(self, partitions: set[int]) -> None:
+        """Fetch these input partitions again."""
+        ...
+
     def lag(self) -> dict[int, int]:
         """Records behind the high watermark, per assigned input partition."""
         ...

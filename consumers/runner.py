@@ -90,6 +90,9 @@ class Service:
         # snapshotted or committed, or the restart would skip events whose alerts were lost
         self._abandoned = False
         self._last_checkpoint = time.monotonic()
+        # input partitions whose changelog restore failed: paused, retried from the loop
+        self._unrestored: set[int] = set()
+        self._restore_retry = 0.0
         register = getattr(port, "on_rebalance", None)
         if register is not None:
             register(self._assigned, self._revoked)
@@ -108,6 +111,7 @@ class Service:
     def run_once(self) -> int:
         """Poll, process, publish and commit one batch; the number of records read."""
         cfg = self.config
+        self._retry_restore()
         try:
             records = self.port.poll(cfg.max_batch_records, cfg.poll_timeout_ms)
         except Exception as exc:  # the loop must survive any broker trouble
@@ -180,6 +184,9 @@ class Service:
         return True
 
     def _revoked(self, partitions: set[int]) -> None:
+        if self._unrestored & partitions:  # never processed here: nothing to make durable
+            self.port.resume(self._unrestored & partitions)
+            self._unrestored -= partitions
         # still the owner: make the state and offsets of everything processed durable
         self.checkpoint()
         self.processor.store.drop_partitions(partitions)
@@ -192,14 +199,52 @@ class Service:
         topic = self.config.changelog_topic
         if topic is None or not partitions:
             return
+        try:
+            self._restore(topic, partitions)
+        except Exception as exc:  # the broker, not a record: try again, process nothing yet
+            self.metrics.broker_errors.labels(operation="restore").inc()
+            log.error(
+                "restoring partitions %s from %s failed (%s); they are paused until their "
+                "state is restored (retried every %.1fs)",
+                sorted(partitions),
+                topic,
+                exc,
+                self.config.retry_backoff_s,
+            )
+            self.processor.store.drop_partitions(partitions)  # nothing half-restored
+            self._unrestored |= partitions
+            self.port.pause(partitions)
+            self._restore_retry = time.monotonic() + self.config.retry_backoff_s
+
+    def _retry_restore(self) -> None:
+        """Restore the partitions whose restore failed, and resume them once it succeeds."""
+        topic = self.config.changelog_topic
+        if not self._unrestored or topic is None or time.monotonic() < self._restore_retry:
+            return
+        partitions = set(self._unrestored)
+        try:
+            self._restore(topic, partitions)
+        except Exception as exc:
+            self.metrics.broker_errors.labels(operation="restore").inc()
+            log.warning("restoring partitions %s still fails (%s)", sorted(partitions), exc)
+            self.processor.store.drop_partitions(partitions)
+            self._restore_retry = time.monotonic() + self.config.retry_backoff_s
+            return
+        self._unrestored -= partitions
+        self.port.resume(partitions)
+        log.info("partitions %s restored: resumed", sorted(partitions))
+
+    def _restore(self, topic: str, partitions: set[int]) -> None:
         m, store = self.metrics, self.processor.store
         started = time.perf_counter()
         restored = refused = 0
         log.info("restoring state of partitions %s from %s", sorted(partitions), topic)
         for remaining, partition, key, value in self.port.read_partitions(topic, partitions):
+            # each record on its own: one that cannot be read is counted and skipped, and
+            # never costs the partition's other entities their state
             if key is None:
                 continue
-            if store.restore(key.decode(), partition, value):
+            if store.restore_record(key, partition, value):
                 restored += 1
             else:
                 refused += 1

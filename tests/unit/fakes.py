@@ -108,6 +108,8 @@ class FakePort:
         self._revoked_cb: Callable[[set[int]], None] | None = None
         self._rebalances: list[tuple[set[int], set[int]]] = []
         self._scan_from = 0  # records before this index are all consumed
+        self.paused: set[int] = set()  # input partitions not fetched (pause/resume)
+        self.read_failures_left = 0  # read_partitions calls that fail, then succeed
         self._publish_failures_left = 0
         self._poll_failures_left = 0
         self._acknowledge_first = 0
@@ -242,6 +244,8 @@ class FakePort:
     def _servable(self, record: FakeRecord) -> bool:
         if self.assignment is not None and record.partition not in self.assignment:
             return False
+        if record.topic == self.topic and record.partition in self.paused:
+            return False
         return record.offset >= self.positions.get((record.topic, record.partition), 0)
 
     def poll(self, max_records: int, timeout_ms: int) -> Sequence[FakeRecord]:
@@ -305,10 +309,21 @@ class FakePort:
     ) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
         """Everything published to ``partitions`` of ``topic``, partition by partition."""
         self.history.append(("read", topic, set(partitions)))
+        if self.read_failures_left > 0:
+            self.read_failures_left -= 1
+            raise ConnectionError("simulated outage: the changelog cannot be read")
         for partition in sorted(partitions):
             messages = list(self.log.get((topic, partition), []))
             for index, message in enumerate(messages):
                 yield len(messages) - index - 1, partition, message.key, message.value
+
+    def pause(self, partitions: set[int]) -> None:
+        self.paused |= partitions
+        self.history.append(("pause", None, set(partitions)))
+
+    def resume(self, partitions: set[int]) -> None:
+        self.paused -= partitions
+        self.history.append(("resume", None, set(partitions)))
 
     def on_rebalance(
         self, assigned: Callable[[set[int]], None], revoked: Callable[[set[int]], None]

@@ -568,3 +568,54 @@ def test_score_ratios_and_thresholds_are_exported_per_batch() -> None:
     assert value(metrics, "alerting_score_ratio_count") == n - WARMUP
     assert value(metrics, "alerting_score_ratio_bucket", le="+Inf") == n - WARMUP
     assert value(metrics, "alerting_threshold", stat="p50") == 6.0
+
+
+def test_a_changelog_key_that_is_not_an_entity_is_skipped_and_counted() -> None:
+    """One record with a key that is not UTF-8 (or empty) used to raise inside the
+    rebalance callback: every entity of the partitions started fresh, and the next
+    checkpoint overwrote their good snapshots."""
+    port = warm_two_partitions()
+    first, _ = make_service(port, interval=NEVER)
+    first.run_once()
+    assert first.checkpoint()
+    good = {m.key: m.value for m in port.published_to(CHANGELOG)}
+    for key in (b"\xff\xfe not utf-8", b"", b"x" * 300):
+        port.publish([Outgoing(CHANGELOG, key, b"ALST whatever", partition=0)], 1.0)
+    port.restart()
+    processor = make_processor()
+    second, metrics = make_service(port, processor, interval=NEVER)
+    port.add_event(Metric(entity="a", values={"load": 1.0}, time=START + 50), partition=0)
+    assert second.run_once() == 1
+    assert value(metrics, "alerting_snapshots_refused_total", reason="bad_key") == 3
+    assert processor.store.loaded >= 1 and processor.store.created == 0  # "a" came back
+    assert processor.store.get("a", 0, 0.0).seen > 1
+    assert {m.key for m in port.published_to(CHANGELOG)} >= set(good)
+
+
+def test_a_partition_whose_restore_failed_waits_for_its_state() -> None:
+    """The changelog cannot be read at assignment: the partitions are paused, not processed
+    on fresh state (which the next checkpoint would write over their good snapshots), and
+    resumed once a retried restore succeeds."""
+    import time
+
+    port = warm_two_partitions()
+    first, _ = make_service(port, interval=NEVER)
+    first.run_once()
+    assert first.checkpoint()
+    port.add_event(spike("a", START + 50), partition=0)
+    port.restart()
+    port.read_failures_left = 2
+    processor = make_processor()
+    second, metrics = make_service(port, processor, interval=NEVER)
+    assert second.run_once() == 0  # assigned, restore failed: paused, nothing processed
+    assert port.paused == {0, 1} and processor.store.created == 0
+    assert value(metrics, "alerting_broker_errors_total", operation="restore") == 1
+    time.sleep(0.01)  # past the retry backoff
+    assert second.run_once() == 0  # the retry fails too: still paused
+    assert port.paused == {0, 1}
+    time.sleep(0.01)
+    assert second.run_once() == 1  # restored, resumed, and the spike scored on its state
+    assert port.paused == set()
+    assert processor.store.created == 0 and processor.store.loaded >= 1
+    assert [json.loads(m.value or b"")["subject"] for m in port.published_to(ALERTS)] == ["a"]
+    assert value(metrics, "alerting_broker_errors_total", operation="restore") == 2
