@@ -22,6 +22,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from pydantic import SecretStr
+
 from alerting import __version__
 from alerting.errors import AlertingError, ConfigError
 from alerting.settings import ENV_PREFIX, Settings, load_settings
@@ -97,7 +99,30 @@ def kafka_cluster(settings: Settings) -> Iterator[Settings]:
 
 def _with_bootstrap(settings: Settings, broker: EmbeddedBroker) -> Settings:
     kafka = settings.kafka.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
-    return settings.model_copy(update={"kafka": kafka})
+    update: dict[str, object] = {"kafka": kafka}
+    if settings.state.signing_key is None:  # its changelog lives as long as this process
+        update["state"] = settings.state.model_copy(update={"signing_key": ephemeral_key()})
+    return settings.model_copy(update=update)
+
+
+def ephemeral_key() -> SecretStr:
+    """A random snapshot-signing key, for a changelog that dies with its process (the
+    embedded broker keeps data in memory only)."""
+    import secrets
+
+    return SecretStr(secrets.token_hex(32))
+
+
+def require_signing_key(settings: Settings) -> None:
+    """On a configured cluster, snapshots must be signed or the changelog trusted."""
+    s = settings.state
+    if s.signing_key is None and not s.trust_changelog:
+        raise ConfigError(
+            "state.signing_key is not set: on a shared cluster anyone who can write the "
+            f"changelog topic ({settings.topics.changelog}) could forge entity state; set "
+            f"{ENV_PREFIX}STATE__SIGNING_KEY (a secret of at least 16 characters), or "
+            f"{ENV_PREFIX}STATE__TRUST_CHANGELOG=true if nobody but the service can write it"
+        )
 
 
 def build_processor(settings: Settings, cold: ColdStore | None = None) -> Processor:
@@ -163,6 +188,12 @@ def build_processor(settings: Settings, cold: ColdStore | None = None) -> Proces
         drift_action=settings.drift.action,
         challenger_events=settings.drift.challenger_events,
         publish_drift=settings.drift.publish,
+        snapshot_key=(
+            settings.state.signing_key.get_secret_value().encode()
+            if settings.state.signing_key is not None
+            else None
+        ),
+        trust_pickles=settings.state.trust_changelog,
     )
 
 
@@ -228,6 +259,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
     metrics = Metrics()
     with contextlib.ExitStack() as stack, kafka_cluster(settings) as s:
+        require_signing_key(s)
         state_dir = s.state.dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         cold = SqliteColdStore(state_dir / f"{s.service.group_id}.sqlite")
         stack.callback(cold.close)
@@ -355,9 +387,11 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     children: list[subprocess.Popen[bytes]] = []
     with kafka_cluster(settings) as s:
         ensure_topics(s)
+        key = s.state.signing_key or ephemeral_key()
         env = {
             **os.environ,
             f"{ENV_PREFIX}KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers or "",
+            f"{ENV_PREFIX}STATE__SIGNING_KEY": key.get_secret_value(),
         }
         me = [sys.executable, "-m", "alerting.cli", "--log-level", args.log_level]
         if args.config:

@@ -7,7 +7,9 @@ mean before the change (since the previous drift) and after it (its last few val
 At most one drift per ``min_interval_s`` of event time is reported per entity, so a
 shaky signal cannot flood the alerts topic.
 
-Detectors: ``adwin`` (River ``ADWIN``, the default), ``page_hinkley`` and ``kswin``
+Detectors: ``adwin`` (the default: :class:`alerting.adwin.Adwin`, River ``ADWIN``'s
+algorithm, parameters and detections, with its state in plain data for the changelog),
+``page_hinkley`` and ``kswin``
 (which tests every event: at River's default ``alpha`` of 0.005 it reports stationary
 noise within a few thousand events; use ``alpha`` around 1e-5).
 Measured delay (``tests/unit/test_drift.py``): a 2σ shift of the mean of a unit-variance
@@ -28,7 +30,28 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from alerting.adwin import Adwin
+from alerting.plain import (
+    NotPlain,
+    PlainError,
+    integer,
+    mapping,
+    number,
+    optional_number,
+    sequence,
+    text,
+)
+
 DETECTORS = {"adwin": "ADWIN", "page_hinkley": "PageHinkley", "kswin": "KSWIN"}
+
+
+def _factory(detector: str) -> Any:
+    """The class of a drift detector by its setting's name (ADWIN: the plain-data one)."""
+    if detector == "adwin":
+        return Adwin
+    return getattr(importlib.import_module("river.drift"), DETECTORS[detector])
+
+
 _RECENT = 8  # values averaged as the "after" statistic
 
 
@@ -78,7 +101,7 @@ class DriftMonitor:
         self.features = features
         self.min_interval_s = min_interval_s
         self.max_signals = max_signals
-        self._factory = getattr(importlib.import_module("river.drift"), DETECTORS[detector])
+        self._factory = _factory(detector)
         try:
             self._factory(**self.params_)
         except TypeError as exc:
@@ -107,7 +130,37 @@ class DriftMonitor:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._factory = getattr(importlib.import_module("river.drift"), DETECTORS[self.detector])
+        self._factory = _factory(self.detector)
+
+    def dump(self) -> dict[str, Any]:
+        """Plain data (:mod:`alerting.plain`), for ``adwin``; River's other detectors have
+        none (their snapshots are pickled, signed)."""
+        if self._factory is not Adwin:
+            raise NotPlain(f"drift.detector = {self.detector} (a River object)")
+        return {
+            "last": self._last_drift,
+            "signals": {
+                name: [s.count, s.total, list(s.recent), s.detector.dump()]
+                for name, s in self._signals.items()
+            },
+        }
+
+    def load(self, data: Any) -> None:
+        """Take :meth:`dump`'s data into this fresh monitor (checked: ``PlainError``)."""
+        if self._factory is not Adwin:
+            raise PlainError(f"drift: drift.detector = {self.detector} is never plain data")
+        d = mapping(data, "drift")
+        self._last_drift = optional_number(d.get("last"), "drift.last")
+        self._signals = {}
+        for name, values in mapping(d.get("signals"), "drift.signals", self.max_signals).items():
+            where = f"drift.signals.{name}"
+            count, total, recent, state = sequence(values, where, 4)
+            signal = _Signal(self._factory(**self.params_))
+            signal.count = integer(count, where)
+            signal.total = number(total, where)
+            signal.recent.extend(number(v, where) for v in sequence(recent, where, limit=_RECENT))
+            signal.detector.load(state)
+            self._signals[text(name, "drift.signals", 400)] = signal
 
     def _feed(self, name: str, value: float) -> Drift | None:
         signal = self._signals.get(name)
@@ -172,3 +225,19 @@ class Challenger:
     def __setstate__(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
             setattr(self, name, value)
+
+    def dump(self) -> list[Any]:
+        """Plain data (:mod:`alerting.plain`), when its model has one."""
+        dump = getattr(self.model, "dump", None)
+        if dump is None:
+            raise NotPlain(f"challenger model {type(self.model).__name__}")
+        return [self.learned, self.compared, self.live_flags, self.challenger_flags, dump()]
+
+    def load(self, data: Any) -> None:
+        """Take :meth:`dump`'s data into this challenger around a fresh model."""
+        learned, compared, live, challenger, model = sequence(data, "challenger", 5)
+        self.learned = integer(learned, "challenger")
+        self.compared = integer(compared, "challenger")
+        self.live_flags = integer(live, "challenger")
+        self.challenger_flags = integer(challenger, "challenger")
+        self.model.load(model)

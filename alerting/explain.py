@@ -26,6 +26,8 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
+from alerting.plain import PlainError, mapping, number, sequence, text
+
 #: weight of a new value in the running mean and variance (a memory of about 1/alpha events)
 ALPHA: Final = 0.02
 #: the usual range is expected ± this many standard deviations
@@ -83,6 +85,23 @@ class FeatureStats:
                 weight = alpha
             entry[1] = mean + weight * delta
             entry[2] = (1.0 - weight) * (var + weight * delta * delta)
+
+    def dump(self) -> dict[str, Any]:
+        """Plain data (:mod:`alerting.plain`)."""
+        return {"alpha": self.alpha, "stats": self.stats}
+
+    def load(self, data: Any) -> None:
+        """Take :meth:`dump`'s data (checked: :class:`~alerting.plain.PlainError`)."""
+        d = mapping(data, "stats")
+        if number(d.get("alpha"), "stats.alpha") != self.alpha:
+            raise PlainError("stats.alpha: not this configuration's")
+        stats = mapping(d.get("stats"), "stats.stats", MAX_FEATURES)
+        self.stats = {
+            text(name, "stats.stats", 400): [
+                number(v, f"stats.{name}") for v in sequence(entry, f"stats.{name}", 3)
+            ]
+            for name, entry in stats.items()
+        }
 
     def usual(self, name: str) -> tuple[float, float] | None:
         """(expected, band) of a feature, or None before ``MIN_COUNT`` values."""

@@ -60,8 +60,10 @@ from __future__ import annotations
 
 from array import array
 from math import log, log1p, sqrt
+from typing import Any
 
 from alerting.events import Event, Metric, Quote, Trade
+from alerting.plain import mapping, optional_number, pack_floats, sequence, text, unpack_floats
 
 #: weight of the newest change in ``.trend`` and ``.vol`` (a span of about 9 events)
 TREND_WEIGHT = 0.2
@@ -131,6 +133,30 @@ class FeatureState:
         self.last_mid: float | None = None
         self.last_quote_time: float | None = None
         self.values: dict[str, ValueMemory] = {}  # least recently seen first
+
+    def dump(self) -> dict[str, Any]:
+        """Plain data (:mod:`alerting.plain`)."""
+        return {
+            "trade": [self.last_price, self.last_trade_time],
+            "quote": [self.last_mid, self.last_quote_time],
+            "values": {name: pack_floats(m.data) for name, m in self.values.items()},
+        }
+
+    def load(self, data: Any) -> None:
+        """Take :meth:`dump`'s data (checked: :class:`~alerting.plain.PlainError`)."""
+        d = mapping(data, "features")
+        price, trade_time = sequence(d.get("trade"), "features.trade", 2)
+        mid, quote_time = sequence(d.get("quote"), "features.quote", 2)
+        self.last_price = optional_number(price, "features.trade")
+        self.last_trade_time = optional_number(trade_time, "features.trade")
+        self.last_mid = optional_number(mid, "features.quote")
+        self.last_quote_time = optional_number(quote_time, "features.quote")
+        values = mapping(d.get("values"), "features.values", MAX_TRACKED)
+        self.values = {}
+        for name, packed in values.items():
+            memory = ValueMemory(0.0)
+            memory.data = unpack_floats(packed, ValueMemory.SIZE, f"features.values.{name}")
+            self.values[text(name, "features.values", 200)] = memory
 
 
 def extract(event: Event, state: FeatureState, timestamp: float | None = None) -> dict[str, float]:

@@ -48,7 +48,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
+
+from alerting.plain import PlainError, integer, mapping, number, optional_number, sequence, text
 
 Severity = Literal["warning", "critical"]
 Notification = Literal["new", "repeat", "escalated"]
@@ -111,6 +113,52 @@ class PolicyState:
         self.penalty_factor = 1.0
         self.penalty_until = -math.inf
         self.mute_until = -math.inf
+
+    def dump(self) -> dict[str, Any]:
+        """Plain data (:mod:`alerting.plain`)."""
+        return {
+            "runs": self.runs,
+            "episodes": {
+                kind: {name: getattr(e, name) for name in Episode.__slots__}
+                for kind, e in self.episodes.items()
+            },
+            "cadence": self.cadence,
+            "penalty": [self.penalty_factor, self.penalty_until, self.mute_until],
+        }
+
+    def load(self, data: Any) -> None:
+        """Take :meth:`dump`'s data (checked: :class:`~alerting.plain.PlainError`)."""
+        d = mapping(data, "policy")
+        self.runs = {
+            text(k, "policy.runs", 40): integer(v, f"policy.runs.{k}")
+            for k, v in mapping(d.get("runs"), "policy.runs", 16).items()
+        }
+        self.cadence = {
+            text(k, "policy.cadence", 40): [
+                number(x, f"policy.cadence.{k}") for x in sequence(v, f"policy.cadence.{k}", 3)
+            ]
+            for k, v in mapping(d.get("cadence"), "policy.cadence", 16).items()
+        }
+        self.episodes = {}
+        for kind, fields in mapping(d.get("episodes"), "policy.episodes", 16).items():
+            where = f"policy.episodes.{kind}"
+            f = mapping(fields, where)
+            severity = f.get("severity")
+            notified = f.get("notified")
+            if severity not in _RANK or (notified is not None and notified not in _RANK):
+                raise PlainError(f"{where}: unknown severity")
+            episode = Episode(number(f.get("started_at"), where), severity)
+            episode.last_at = number(f.get("last_at"), where)
+            episode.cadence = number(f.get("cadence"), where)
+            episode.notified = notified
+            episode.notified_at = number(f.get("notified_at"), where)
+            episode.below_since = optional_number(f.get("below_since"), where)
+            episode.firing_id = text(f.get("firing_id"), where, 64)
+            self.episodes[text(kind, "policy.episodes", 40)] = episode
+        factor, until, mute = sequence(d.get("penalty"), "policy.penalty", 3)
+        self.penalty_factor = number(factor, "policy.penalty")
+        self.penalty_until = number(until, "policy.penalty")
+        self.mute_until = number(mute, "policy.penalty")
 
 
 @dataclass(slots=True)  # not frozen: made for every event, and frozen init is 7x slower

@@ -72,6 +72,8 @@ class Processor:
         drift_action: str = "none",
         challenger_events: int = 500,
         publish_drift: bool = True,
+        snapshot_key: bytes | None = None,
+        trust_pickles: bool = False,
     ) -> None:
         if warmup < 0:
             raise ValueError(f"warmup must not be negative, got {warmup}")
@@ -88,6 +90,10 @@ class Processor:
         if challenger_events < 1:
             raise ValueError(f"challenger_events must be at least 1, got {challenger_events}")
         self.challenger_events = challenger_events
+        #: HMAC-SHA256 key of snapshots (state.signing_key), and whether an unsigned
+        #: pickled snapshot may be read (state.trust_changelog)
+        self.snapshot_key = snapshot_key
+        self.trust_pickles = trust_pickles
         #: drift CloudEvents go out with the alerts (else drifts are counted and acted on)
         self.publish_drift = publish_drift
         self.template = template
@@ -148,7 +154,14 @@ class Processor:
         }
 
     def codec(self) -> SnapshotCodec:
-        return SnapshotCodec(detector=self.template.name, config_hash=config_hash(self.config()))
+        return SnapshotCodec(
+            detector=self.template.name,
+            config_hash=config_hash(self.config()),
+            factory=self.new_state,
+            fresh_model=self.template.clone,
+            key=self.snapshot_key,
+            trust_pickles=self.trust_pickles,
+        )
 
     def new_state(self) -> EntityState:
         drift = None if self.drift is None else self.drift.clone()

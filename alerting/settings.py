@@ -450,6 +450,26 @@ class StateSettings(_Section):
         description="Directory of the on-disk store of moved-out entities "
         "(default: a temporary directory; the changelog topic is the durable copy).",
     )
+    signing_key: SecretStr | None = Field(
+        None,
+        description="Key of the HMAC-SHA256 that signs every snapshot written to the "
+        "changelog; snapshots without its signature are refused (secret, at least 16 "
+        "characters). Required with a configured cluster unless trust_changelog; the "
+        "embedded broker makes its own.",
+    )
+    trust_changelog: bool = Field(
+        False,
+        description="Run without state.signing_key on a configured cluster, and read "
+        "unsigned pickled snapshots (River's tree models): only if nobody but the service "
+        "can write the changelog topic (its ACLs).",
+    )
+
+    @field_validator("signing_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("state.signing_key must be at least 16 characters")  # not echoed
+        return value
 
 
 class FeedbackSettings(_Section):

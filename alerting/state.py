@@ -10,18 +10,30 @@ a :class:`ColdStore` (on disk in the service) and comes back exactly as it was.
 
 Snapshots are versioned envelopes::
 
-    b"ALST" | u32 header length | header JSON | zlib(pickle(EntityState))
+    b"ALST" | u32 header length | header JSON | u8 n | signature (n bytes) | zlib(body)
 
 The header names the snapshot format, the detector, a hash of the model configuration,
-the river and Python versions, and the source partition/offset the state includes. A
-snapshot that does not match the running configuration is refused (counted, logged
-once per reason) and the entity starts fresh; a bad snapshot never stops the service.
-
-Pickle runs code when loading: the changelog topic must be writable only by the service.
+the river and Python versions, the source partition/offset the state includes, and the
+body's kind. The body is **plain data** (:mod:`alerting.plain`: JSON of numbers, strings
+and base64 arrays, read into fresh objects of the running configuration; nothing in it
+names a class or a function) for every state whose parts have a plain form: the
+features, ``sad`` and ``zscore``, the fixed and calibrated thresholds, the policy, the
+ADWIN drift monitor, the explanation statistics. Only the rest (River's tree and density
+models, the quantile threshold, River's other drift detectors) is **pickled**, and a
+pickle runs code when it is read: it is read only with a valid signature, an
+HMAC-SHA256 over the header and body with ``state.signing_key``, or when the changelog is
+explicitly trusted. With a key, every snapshot is signed and an unsigned or wrongly
+signed one is refused whatever its body. A snapshot that does not match the running
+configuration, fails its signature or its checks, or inflates past
+:data:`MAX_STATE_BYTES`, is refused (counted by reason, logged once per reason) and the
+entity starts fresh; a bad snapshot never stops the service.
 
 >>> from alerting.detectors.zscore import RollingZScore
->>> codec = SnapshotCodec(detector="zscore", config_hash="abc")
->>> store = EntityStore(lambda: EntityState(RollingZScore()), codec, max_live=2)
+>>> def fresh() -> EntityState:
+...     return EntityState(RollingZScore())
+>>> codec = SnapshotCodec(detector="zscore", config_hash="abc", factory=fresh,
+...                       fresh_model=RollingZScore)
+>>> store = EntityStore(fresh, codec, max_live=2)
 >>> for name in ["A", "B", "C"]:
 ...     store.get(name, partition=0, event_time=0.0).seen += 1
 >>> store.live, store.evictions
@@ -33,6 +45,7 @@ Pickle runs code when loading: the changelog topic must be writable only by the 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import pickle
@@ -42,13 +55,15 @@ import struct
 import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from alerting.detectors.base import Detector
+from alerting.drift import Challenger
 from alerting.explain import FeatureStats
 from alerting.features import FeatureState
+from alerting.plain import NotPlain, PlainError, integer, mapping, number, sequence
 from alerting.policy import PolicyState
 
 log = logging.getLogger(__name__)
@@ -57,8 +72,10 @@ log = logging.getLogger(__name__)
 MAX_ENTITY_CHARS = 200
 
 MAGIC = b"ALST"
-FORMAT = 1
+FORMAT = 2
 _LEN = struct.Struct(">I")
+#: the most a snapshot may inflate to (a forged one could be a zlib bomb)
+MAX_STATE_BYTES = 16 * 1024 * 1024
 
 
 def _river_version() -> str:
@@ -113,6 +130,51 @@ class EntityState:
         for name, value in values.items():
             setattr(self, name, value)
 
+    def dump(self) -> dict[str, Any]:
+        """Everything as plain data (:mod:`alerting.plain`); :class:`NotPlain` if a part
+        (a River model, a quantile threshold, a River drift detector) has none."""
+        parts = {"model": self.model, "threshold": self.threshold, "drift": self.drift}
+        out: dict[str, Any] = {}
+        for name, part in parts.items():
+            if part is None:
+                out[name] = None
+                continue
+            dump = getattr(part, "dump", None)
+            if dump is None:
+                raise NotPlain(f"{name} {type(part).__name__}")
+            out[name] = dump()
+        out["challenger"] = None if self.challenger is None else self.challenger.dump()
+        out["features"] = self.features.dump()
+        out["policy"] = self.policy.dump()
+        out["stats"] = self.stats.dump()
+        out["counts"] = [self.seen, self.consecutive_flags, self.partition, self.next_offset]
+        out["last_seen"] = self.last_seen
+        return out
+
+    def load(self, data: Any, fresh_model: Callable[[], Any]) -> None:
+        """Take :meth:`dump`'s data into this state, fresh from the running configuration
+        (``fresh_model`` makes a challenger's model); raises :class:`PlainError`."""
+        d = mapping(data, "state")
+        for name in ("model", "threshold", "drift"):
+            part, value = getattr(self, name), d.get(name)
+            if part is None:
+                if value is not None:
+                    raise PlainError(f"state.{name}: not this configuration's")
+                continue
+            part.load(value)  # a part with no state (a fixed threshold) dumps None
+        if d.get("challenger") is not None:
+            self.challenger = Challenger(fresh_model())
+            self.challenger.load(d["challenger"])
+        self.features.load(d.get("features"))
+        self.policy.load(d.get("policy"))
+        self.stats.load(d.get("stats"))
+        seen, flags, partition, offset = sequence(d.get("counts"), "state.counts", 4)
+        self.seen = integer(seen, "state.seen")
+        self.consecutive_flags = integer(flags, "state.consecutive_flags")
+        self.partition = integer(partition, "state.partition", low=-1)
+        self.next_offset = integer(offset, "state.next_offset")
+        self.last_seen = number(d.get("last_seen"), "state.last_seen")
+
 
 def config_hash(config: dict[str, Any]) -> str:
     """A short stable hash of the model configuration (detector, params, threshold, ...)."""
@@ -131,14 +193,26 @@ class SnapshotRefused(Exception):
 
 @dataclass(frozen=True)
 class SnapshotCodec:
-    """Encodes and checks snapshots for one model configuration."""
+    """Encodes and checks snapshots for one model configuration.
+
+    ``factory`` makes the fresh state a plain snapshot is poured into, and ``fresh_model``
+    a challenger's model (both from the running configuration). With a ``key`` every
+    snapshot is signed (HMAC-SHA256 over header and body) and only a snapshot with a
+    valid signature is read; without one, plain snapshots are read (they cannot run
+    code) and pickled ones are refused unless ``trust_pickles`` (the changelog topic is
+    writable by nobody else).
+    """
 
     detector: str
     config_hash: str
     river: str = RIVER_VERSION
     python: str = platform.python_version()
+    factory: Callable[[], EntityState] | None = None
+    fresh_model: Callable[[], Any] | None = None
+    key: bytes | None = field(default=None, repr=False)
+    trust_pickles: bool = False
 
-    def header(self, state: EntityState) -> dict[str, Any]:
+    def header(self, state: EntityState, body: str = "plain") -> dict[str, Any]:
         return {
             "format": FORMAT,
             "detector": self.detector,
@@ -147,29 +221,58 @@ class SnapshotCodec:
             "python": self.python,
             "partition": state.partition,
             "next_offset": state.next_offset,
+            "body": body,
         }
 
     def encode(self, state: EntityState) -> bytes:
-        head = json.dumps(self.header(state), separators=(",", ":")).encode()
-        body = zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
-        return MAGIC + _LEN.pack(len(head)) + head + body
+        try:
+            payload = json.dumps(state.dump(), separators=(",", ":")).encode()
+            kind = "plain"
+        except NotPlain:
+            payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+            kind = "pickle"
+        head = json.dumps(self.header(state, kind), separators=(",", ":")).encode()
+        body = zlib.compress(payload, 1)
+        signature = self._sign(head, body) if self.key is not None else b""
+        return MAGIC + _LEN.pack(len(head)) + head + bytes([len(signature)]) + signature + body
+
+    def _sign(self, head: bytes, body: bytes) -> bytes:
+        assert self.key is not None
+        mac = hmac.new(self.key, MAGIC + _LEN.pack(len(head)) + head, hashlib.sha256)
+        mac.update(body)
+        return mac.digest()
 
     @staticmethod
-    def read_header(blob: bytes) -> dict[str, Any]:
-        if len(blob) < 8 or blob[:4] != MAGIC:
+    def _parts(blob: bytes) -> tuple[dict[str, Any], bytes, bytes, bytes]:
+        """(header, header bytes, signature, body) of a snapshot; SnapshotRefused if it is
+        not one."""
+        if len(blob) < 9 or blob[:4] != MAGIC:
             raise SnapshotRefused("not_a_snapshot", "missing the ALST magic bytes")
         (length,) = _LEN.unpack_from(blob, 4)
+        head = blob[8 : 8 + length]
         try:
-            header = json.loads(blob[8 : 8 + length])
+            header = json.loads(head)
         except ValueError as exc:
             raise SnapshotRefused("corrupt", f"unreadable header: {exc}") from None
         if not isinstance(header, dict):
             raise SnapshotRefused("corrupt", f"the header is a {type(header).__name__}")
-        return header
+        at = 8 + length
+        if at >= len(blob):
+            raise SnapshotRefused("corrupt", "truncated after the header")
+        size = blob[at]
+        signature = blob[at + 1 : at + 1 + size]
+        return header, head, signature, blob[at + 1 + size :]
 
-    def check(self, blob: bytes) -> dict[str, Any]:
-        """The header, if the snapshot fits this configuration; else SnapshotRefused."""
-        header = self.read_header(blob)
+    @classmethod
+    def read_header(cls, blob: bytes) -> dict[str, Any]:
+        return cls._parts(blob)[0]
+
+    def check(self, blob: bytes, vetted: bool = False) -> dict[str, Any]:
+        """The header, if the snapshot fits this configuration and its signature holds;
+        else SnapshotRefused. ``vetted``: the blob comes from this process's cold store,
+        which holds only snapshots it encoded itself or checked when they were read from
+        the changelog, so its signature is not checked again."""
+        header, head, signature, body = self._parts(blob)
         expected = {"format": FORMAT, "detector": self.detector, "config": self.config_hash,
                     "river": self.river}  # fmt: skip
         for key, want in expected.items():
@@ -178,17 +281,57 @@ class SnapshotCodec:
                 raise SnapshotRefused(
                     f"{key}_mismatch", f"snapshot has {key}={got!r}, this service runs {want!r}"
                 )
+        kind = header.get("body")
+        if kind not in ("plain", "pickle"):
+            raise SnapshotRefused("corrupt", f"unknown body {kind!r}")
+        if vetted:
+            pass
+        elif self.key is not None:
+            if not signature:
+                raise SnapshotRefused("unsigned", "the snapshot is not signed (state.signing_key)")
+            if not hmac.compare_digest(signature, self._sign(head, body)):
+                raise SnapshotRefused(
+                    "bad_signature", "its signature is not the one state.signing_key gives"
+                )
+        elif kind == "pickle" and not self.trust_pickles:
+            raise SnapshotRefused(
+                "unsigned",
+                "a pickled snapshot without a signature: set state.signing_key (or "
+                "state.trust_changelog = true if nobody else can write the changelog)",
+            )
         return header
 
-    def decode(self, blob: bytes) -> EntityState:
-        self.check(blob)
-        (length,) = _LEN.unpack_from(blob, 4)
+    def decode(self, blob: bytes, vetted: bool = False) -> EntityState:
+        header = self.check(blob, vetted)
+        body = self._parts(blob)[3]
+        inflater = zlib.decompressobj()
         try:
-            state = pickle.loads(zlib.decompress(blob[8 + length :]))
+            payload = inflater.decompress(body, MAX_STATE_BYTES)
+        except zlib.error as exc:
+            raise SnapshotRefused("corrupt", f"cannot inflate the state: {exc}") from None
+        if inflater.unconsumed_tail:
+            raise SnapshotRefused("too_large", f"the state inflates past {MAX_STATE_BYTES} bytes")
+        if not inflater.eof or inflater.unused_data:
+            raise SnapshotRefused("corrupt", "the compressed state is cut short or followed by more")
+        if header["body"] == "plain":
+            return self._plain(payload)
+        try:
+            state = pickle.loads(payload)  # signed, or explicitly trusted: see check()
         except Exception as exc:  # any unpickling failure: start fresh, never crash
             raise SnapshotRefused("corrupt", f"cannot load the state: {exc!r}") from None
         if not isinstance(state, EntityState):
             raise SnapshotRefused("corrupt", f"snapshot holds a {type(state).__name__}")
+        return state
+
+    def _plain(self, payload: bytes) -> EntityState:
+        if self.factory is None or self.fresh_model is None:
+            raise SnapshotRefused("corrupt", "no configuration to read plain state into")
+        try:
+            data = json.loads(payload)
+            state = self.factory()
+            state.load(data, self.fresh_model)
+        except (ValueError, RecursionError) as exc:  # PlainError, JSON, a missing part
+            raise SnapshotRefused("corrupt", f"plain state: {exc}") from None
         return state
 
 
@@ -352,7 +495,7 @@ class EntityStore:
         if blob is None:
             return None
         try:
-            state = self.codec.decode(blob)
+            state = self.codec.decode(blob, vetted=True)  # checked when it entered the store
         except SnapshotRefused as refused:
             self._refuse(entity, refused)
             return None

@@ -50,6 +50,18 @@ from array import array
 from math import inf, isfinite
 from typing import Any, Protocol, runtime_checkable
 
+from alerting.plain import (
+    NotPlain,
+    PlainError,
+    integer,
+    mapping,
+    number,
+    pack_floats,
+    sequence,
+    text,
+    unpack_floats,
+)
+
 __all__ = ["FeatureTails", "FixedThreshold", "QuantileThreshold", "TailThreshold", "Threshold"]
 
 
@@ -101,6 +113,14 @@ class FixedThreshold:
 
     def clone(self) -> FixedThreshold:
         return FixedThreshold(self._value)
+
+    def dump(self) -> None:
+        """Nothing to remember (:mod:`alerting.plain`)."""
+        return None
+
+    def load(self, data: Any) -> None:
+        if data is not None:
+            raise PlainError("threshold: a fixed threshold has no state")
 
     def params(self) -> dict[str, object]:
         return {"value": self._value}
@@ -159,6 +179,13 @@ class QuantileThreshold:
         self._quantile.update(float(score))
         if self._seen < self.grace:
             self._seen += 1
+
+    def dump(self) -> Any:
+        """River's rolling quantile has no plain form: pickled, signed (:mod:`alerting.plain`)."""
+        raise NotPlain("threshold.kind = quantile (River's RollingQuantile)")
+
+    def load(self, data: Any) -> None:  # pragma: no cover - never dumped
+        raise PlainError("threshold: a quantile threshold is never plain data")
 
     def clone(self) -> QuantileThreshold:
         return QuantileThreshold(self.q, self.window, self.grace, self.min_value)
@@ -235,6 +262,14 @@ class _P2:
                     j = i + int(step)
                     d[i] = h + step * (d[j] - h) / (d[5 + j] - p)
                 d[5 + i] = p + step
+
+    def dump(self) -> list[Any]:
+        return [self.n, pack_floats(self.data)]
+
+    def load(self, data: Any) -> None:
+        n, packed = sequence(data, "threshold.p2", 2)
+        self.n = integer(n, "threshold.p2")
+        self.data = unpack_floats(packed, 15, "threshold.p2")
 
     def value(self) -> float:
         d, n = self.data, self.n
@@ -457,6 +492,32 @@ class TailThreshold:
             self._gamma, self._sigma = gamma, m * (1.0 - gamma)
         self._z = self.quantile(self.alpha)
 
+    #: the learned state, in the order :meth:`dump` writes it
+    _STATE = ("_n", "_k", "_u", "_m1", "_m2", "_gamma", "_sigma", "_z")
+
+    def dump(self) -> list[Any]:
+        """Plain data (:mod:`alerting.plain`): the counts and floats, and P²'s markers while
+        in the grace."""
+        return [
+            *(getattr(self, name) for name in self._STATE),
+            None if self._p2 is None else self._p2.dump(),
+        ]
+
+    def load(self, data: Any) -> None:
+        """Take :meth:`dump`'s data (checked: :class:`~alerting.plain.PlainError`)."""
+        values = sequence(data, "threshold", len(self._STATE) + 1)
+        self._n = integer(values[0], "threshold.n")
+        self._k = integer(values[1], "threshold.k")
+        for name, value in zip(self._STATE[2:], values[2:-1], strict=True):
+            setattr(self, name, number(value, f"threshold.{name[1:]}"))
+        if values[-1] is None:
+            self._p2 = None
+        else:
+            self._p2 = _P2(self.level)
+            self._p2.load(values[-1])
+        if (self._p2 is None) != (self._n >= self.grace):
+            raise PlainError("threshold: the grace's quantile estimate does not fit the count")
+
     def clone(self) -> TailThreshold:
         return TailThreshold(self.budget, self.level, self.grace, self.half_life)
 
@@ -579,6 +640,18 @@ class FeatureTails:
 
     def update(self, score: float) -> None:
         """Nothing: a per-feature decision learns from :meth:`learn`."""
+
+    def dump(self) -> dict[str, Any]:
+        """Plain data (:mod:`alerting.plain`): each feature's tail."""
+        return {name: tail.dump() for name, tail in self._tails.items()}
+
+    def load(self, data: Any) -> None:
+        """Take :meth:`dump`'s data (checked: :class:`~alerting.plain.PlainError`)."""
+        self._tails = {}
+        for name, state in mapping(data, "threshold", self.max_features).items():
+            tail = TailThreshold(self.budget, self.level, self.grace, self.half_life)
+            tail.load(state)
+            self._tails[text(name, "threshold", 400)] = tail
 
     def clone(self) -> FeatureTails:
         return FeatureTails(self.budget, self.level, self.grace, self.half_life, self.max_features)

@@ -112,6 +112,7 @@ from collections import deque
 from typing import Any, Literal
 
 from alerting.detectors.zscore import MAX_SCORE
+from alerting.plain import NotPlain, PlainError, integer, mapping, number, sequence, text
 
 __all__ = [
     "MAX_SCORE",
@@ -859,6 +860,35 @@ class StandardAbsoluteDeviationDetector(_PerFeatureDetector):
                 value = mean.get() + (reach if delta > 0 else -reach)
         variance.update(value)
         mean.update(value)
+
+    def dump(self) -> dict[str, list[float]]:
+        """Plain data (:mod:`alerting.plain`): per feature, its learned count and the
+        forgetting mean's and variance's counts and values. All-history statistics
+        (``half_life = 0``) are River's own objects: pickled, signed."""
+        if not self.half_life:
+            raise NotPlain("sad with half_life = 0 (River's all-history statistics)")
+        out = {}
+        for name, detector in self._detectors.items():
+            mean, var = detector.sub_stat, detector.variance
+            out[name] = [self._counts[name], mean.n, mean.mean, var.n, var.mean, var.var]
+        return out
+
+    def load(self, data: Any) -> None:
+        """Take :meth:`dump`'s data into this fresh clone (checked: ``PlainError``)."""
+        if not self.half_life:
+            raise PlainError("detector: sad with half_life = 0 is never plain data")
+        self._detectors, self._counts = {}, {}
+        for name, values in mapping(data, "detector", self.max_features).items():
+            where = f"detector.{name}"
+            count, mean_n, mean, var_n, var_mean, var = sequence(values, where, 6)
+            detector = self._new_detector()
+            detector.sub_stat.n = integer(mean_n, where)
+            detector.sub_stat.mean = number(mean, where)
+            detector.variance.n = integer(var_n, where)
+            detector.variance.mean = number(var_mean, where)
+            detector.variance.var = number(var, where)
+            self._detectors[text(name, "detector", 400)] = detector
+            self._counts[name] = integer(count, where)
 
     def explain_one(self, x: dict[str, float]) -> dict[str, float]:
         """Each scored feature's deviation in σ, signed: + above its mean, − below."""

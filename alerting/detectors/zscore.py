@@ -16,6 +16,18 @@ True
 from __future__ import annotations
 
 from math import fsum, sqrt
+from typing import Any
+
+from alerting.plain import (
+    PlainError,
+    integer,
+    mapping,
+    number,
+    pack_floats,
+    sequence,
+    text,
+    unpack_floats,
+)
 
 #: scores are capped so a zero-variance feature that moves gives a large, finite score
 MAX_SCORE = 1e6
@@ -151,6 +163,29 @@ class RollingZScore:
                     continue
                 win = features[name] = _Window(self.window)
             win.push(value)
+
+    def dump(self) -> dict[str, list[Any]]:
+        """Plain data (:mod:`alerting.plain`): per feature, its ring buffer and moments."""
+        return {
+            name: [w.pos, w.n, w.mean, w.m2, pack_floats(w.buf)]
+            for name, w in self._features.items()
+        }
+
+    def load(self, data: Any) -> None:
+        """Take :meth:`dump`'s data into this fresh clone (checked: ``PlainError``)."""
+        self._features = {}
+        for name, values in mapping(data, "detector", self.max_features).items():
+            where = f"detector.{name}"
+            pos, n, mean, m2, buf = sequence(values, where, 5)
+            window = _Window(self.window)
+            window.pos = integer(pos, where)
+            window.n = integer(n, where)
+            if window.pos >= self.window or window.n > self.window:
+                raise PlainError(f"{where}: position or count outside the window")
+            window.mean = number(mean, where)
+            window.m2 = number(m2, where)
+            window.buf = unpack_floats(buf, self.window, where).tolist()
+            self._features[text(name, "detector", 400)] = window
 
     def clone(self) -> RollingZScore:
         return RollingZScore(self.window, self.min_history, self.min_std, self.max_features)

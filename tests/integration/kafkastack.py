@@ -54,6 +54,8 @@ class Stack:
                 "ALERTING__TOPICS__PARTITIONS": str(self.partitions),
                 "ALERTING__SERVICE__GROUP_ID": self.group,
                 "ALERTING__METRICS__PORT": "0",
+                # the service refuses a configured cluster without a snapshot-signing key
+                "ALERTING__STATE__SIGNING_KEY": "integration-tests-signing-key",
                 "PYTHONUNBUFFERED": "1",
             }
         )

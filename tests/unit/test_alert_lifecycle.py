@@ -21,6 +21,7 @@ from alerting.state import SnapshotCodec, config_hash
 from alerting.thresholds import FixedThreshold
 
 TOPIC = "market.events"
+KEY = b"a test signing key, 32 bytes ok"  # the stubs have no plain form: signed pickles
 
 
 class Stub:
@@ -59,6 +60,7 @@ def processor(policy: AlertPolicy | None = None, template: Stub | None = None) -
         policy or AlertPolicy(repeat_after=60.0, resolve_after=10.0),
         FixedThreshold(6.0),
         warmup=0,
+        snapshot_key=KEY,
     )
 
 
@@ -224,7 +226,7 @@ def test_apply_penalty_mutes_firing_alerts_and_counts_them() -> None:
 
 def test_apply_penalty_validates_and_survives_eviction_and_snapshots() -> None:
     proc = Processor(ExplainingStub(), AlertPolicy(resolve_after=0.0), FixedThreshold(6.0),
-                     warmup=0, max_entities=1)  # fmt: skip
+                     warmup=0, max_entities=1, snapshot_key=KEY)  # fmt: skip
     feed(proc, "cpu", CALM)
     feed(proc, "db", CALM)  # moves cpu out to the cold store
     with pytest.raises(ValueError, match="threshold_factor"):
@@ -234,7 +236,7 @@ def test_apply_penalty_validates_and_survives_eviction_and_snapshots() -> None:
     snapshots = {entity: blob for entity, _, blob in proc.store.snapshots()}
     assert "cpu" in snapshots  # marked changed: the penalty reaches the changelog
     restored = Processor(ExplainingStub(), AlertPolicy(resolve_after=0.0), FixedThreshold(6.0),
-                         warmup=0)  # fmt: skip
+                         warmup=0, snapshot_key=KEY)  # fmt: skip
     assert restored.store.restore("cpu", 0, snapshots["cpu"])
     assert feed(restored, "cpu", [(13.0, 30.0)]) == []  # 13 < 6 × 3
     assert [a.threshold for a in feed(restored, "cpu", [(19.0, 31.0)])] == [18.0]
@@ -258,7 +260,7 @@ def test_snapshots_from_before_the_policy_state_marker_are_refused() -> None:
     proc = processor()
     feed(proc, "cpu", CALM)
     old_config = {k: v for k, v in proc.config().items() if k != "policy_state"}
-    old = SnapshotCodec(detector="stub", config_hash=config_hash(old_config))
+    old = SnapshotCodec(detector="stub", config_hash=config_hash(old_config), key=KEY)
     state = proc.store.find("cpu")
     assert state is not None
     fresh = processor()
@@ -271,7 +273,7 @@ def test_policy_parameters_do_not_invalidate_snapshots() -> None:
     # changing how alerts are sent must not throw away what the models learned
     a = processor(AlertPolicy(repeat_after=1.0))
     b = processor(AlertPolicy(repeat_after=999.0, clear_factor=0.1))
-    assert a.codec() == b.codec()
+    assert a.codec().config_hash == b.codec().config_hash
 
 
 def test_feature_statistics_are_bounded_and_winsorised() -> None:
