@@ -7,6 +7,15 @@ entity, and its ``severity`` (if set) equals the alert's severity. It is active 
 compacted control topic keyed by silence id, so every service instance obeys them;
 ``expire`` rewrites a silence with ``ends_at = now``.
 
+Patterns are RE2 syntax, compiled and matched by RE2 (google-re2), the engine behind the
+Go regexp package Alertmanager uses: matching takes time linear in the entity whatever
+the pattern, so one such as ``(a|a)*b`` cannot stall the consume loop, which matches
+every alert against the active silences. What RE2 cannot run in linear time
+(backreferences, look-around) is refused, as Alertmanager refuses it, and so is a pattern
+longer than :data:`MAX_PATTERN_CHARS`. The check runs wherever a silence is built, by
+``silence add`` and for every record read from the control topic; Python's ``re`` never
+compiles a pattern.
+
 Which alerts are held back (:class:`SilenceGate`):
 
 - a FIRING or DRIFT alert that an active silence matches is not sent, only counted;
@@ -31,7 +40,9 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, get_args
+from typing import Any, Final, Protocol, get_args
+
+import re2
 
 from alerting.alerts import FIRING, RESOLVED, Alert, rfc3339_seconds
 from alerting.policy import Severity
@@ -40,6 +51,19 @@ from alerting.policy import Severity
 SEVERITIES: Final[tuple[str, ...]] = get_args(Severity)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+#: the longest entity pattern accepted: entities are at most 200 characters, and an
+#: alternation of some 150 symbols fits
+MAX_PATTERN_CHARS: Final = 1000
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print every refused pattern to stderr
+    options.never_capture = True  # only whether it matches: RE2's DFA answers alone
+    return options
+
+
+_RE2_OPTIONS: Final = _re2_options()
 
 
 class InvalidSilence(ValueError):
@@ -66,16 +90,50 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNIT_S[match.group(2)]
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """The anchored regular expression of an entity matcher; ValueError if invalid."""
+class EntityPattern(Protocol):
+    """A compiled entity pattern (an RE2 regular expression)."""
+
+    def fullmatch(self, text: str | bytes) -> object | None: ...
+
+    def search(self, text: str | bytes) -> object | None: ...
+
+
+def _one_line(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def compile_pattern(pattern: str) -> EntityPattern:
+    """The RE2 regular expression of an entity matcher; ValueError if it is refused.
+
+    >>> compile_pattern("(a|a)*b").fullmatch("a" * 10_000) is None  # linear: no backtracking
+    True
+    >>> compile_pattern("AAPL(?=X)")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: entity pattern 'AAPL(?=X)' is not a valid regular expression ...: invalid perl ...
+    """
     if not pattern:
         raise ValueError("entity pattern must not be empty (use '.*' to match every entity)")
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
+    if len(pattern) > MAX_PATTERN_CHARS:
         raise ValueError(
-            f"entity pattern {pattern!r} is not a valid regular expression: {exc}"
+            f"entity pattern {pattern[:20]!r}… is {len(pattern)} characters long, "
+            f"over the cap of {MAX_PATTERN_CHARS} characters: match fewer names or use a "
+            "broader expression"
+        )
+    try:
+        compiled: EntityPattern = re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else ""
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", errors="replace")
+        raise ValueError(
+            f"entity pattern {pattern!r} is not a valid regular expression "
+            f"(RE2 syntax, as Alertmanager's): {_one_line(str(detail))}"
         ) from None
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"entity pattern {pattern!r} is not valid Unicode text (a lone surrogate)"
+        ) from None
+    return compiled
 
 
 def _time(value: Any, name: str) -> float:
@@ -102,7 +160,7 @@ class Silence:
     comment: str
     author: str
     created_at: float
-    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    regex: EntityPattern = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -122,7 +180,11 @@ class Silence:
         """Whether the matchers select an alert of ``entity`` with ``severity``."""
         if self.severity is not None and severity != self.severity:
             return False
-        return self.regex.fullmatch(entity) is not None
+        try:
+            text = entity.encode()  # bytes: RE2's binding then skips its character offsets
+        except UnicodeEncodeError:  # a lone surrogate: match it as U+FFFD, as Go would see it
+            text = entity.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+        return self.regex.fullmatch(text) is not None
 
     def active(self, now: float) -> bool:
         return self.starts_at <= now < self.ends_at
@@ -242,7 +304,8 @@ class SilenceSet:
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """Apply one control record; a tombstone deletes. :class:`InvalidSilence` (reason
-        ``no_key``, ``invalid`` or ``key_mismatch``) if malformed; nothing changes then."""
+        ``no_key``, ``invalid`` or ``key_mismatch``) if malformed, a refused entity pattern
+        included (``invalid``, its detail says why); nothing changes then."""
         if key is None:
             raise InvalidSilence("no_key", "record has no key (the silence id)")
         silence_id = key.decode("utf-8", errors="replace")
@@ -357,7 +420,9 @@ class SilenceGate:
 
 
 __all__ = [
+    "MAX_PATTERN_CHARS",
     "SEVERITIES",
+    "EntityPattern",
     "InvalidSilence",
     "Silence",
     "SilenceGate",

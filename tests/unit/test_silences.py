@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
+import re
+import subprocess
+import sys
+import textwrap
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from alerting.alerts import DRIFT, FIRING, RESOLVED, Alert, SourcePosition
+from alerting.metrics import Metrics
 from alerting.silences import (
+    MAX_PATTERN_CHARS,
     InvalidSilence,
     Silence,
     SilenceGate,
@@ -70,6 +78,168 @@ def test_entity_matcher_is_an_anchored_regex(pattern: str, entity: str, expected
 def test_invalid_patterns_are_refused(pattern: str) -> None:
     with pytest.raises(ValueError, match="entity pattern"):
         silence(pattern)
+
+
+# -- pattern safety: a linear-time engine, a length cap ----------------------------------
+
+#: patterns that backtrack exponentially (or worse) in Python's re: a long run of ``char``
+#: never matches, and with ``end`` after it, it does
+BACKTRACKING = [
+    ("(a|a)*b", "a", "b"),
+    ("(x+x+)+y", "x", "y"),
+    ("(a+)+b", "a", "b"),
+    ("(a*)*b", "a", "b"),
+    ("([a-z]+)*[0-9]", "a", "7"),
+    ("(.*a){12}b", "a", "b"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "char", "end"), BACKTRACKING)
+def test_backtracking_patterns_are_compiled_by_the_linear_engine(
+    pattern: str, char: str, end: str
+) -> None:
+    s = silence(pattern)
+    assert type(s.regex).__module__.split(".")[0] == "re2", type(s.regex)
+    assert not isinstance(s.regex, re.Pattern)
+    # entities of the schema's longest, 200 characters, match as Alertmanager says
+    assert s.matches(char * 200, "warning") is False
+    assert s.matches(char * 199 + end, "warning") is True
+
+
+def test_backtracking_patterns_match_a_long_entity_in_linear_time() -> None:
+    """Each pattern against 10,000 of its character, in a child process with a timeout: a
+    backtracking engine would not finish (``(a|a)*b`` doubles its time per character)."""
+    script = textwrap.dedent(
+        f"""
+        import time
+        from alerting.silences import new_silence
+        for pattern, char, _end in {BACKTRACKING!r}:
+            s = new_silence(pattern, None, 60.0, "c", "me", now=0.0)
+            start = time.perf_counter()
+            assert not s.matches(char * 10_000, "warning")
+            print(pattern, time.perf_counter() - start)
+        """
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("matching a 10,000-character entity did not finish within 30 s")
+    assert done.returncode == 0, done.stderr
+    seconds = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in done.stdout.splitlines()
+    }
+    assert set(seconds) == {p for p, _, _ in BACKTRACKING}
+    assert all(t < 1.0 for t in seconds.values()), seconds
+
+
+@pytest.mark.parametrize(
+    ("pattern", "detail"),
+    [
+        ("(a)\\1", "(RE2 syntax, as Alertmanager's): invalid escape sequence"),  # backreference
+        ("AAPL(?=X)", "(RE2 syntax, as Alertmanager's): invalid perl operator"),  # look-ahead
+        ("(?<!X)AAPL", "(RE2 syntax, as Alertmanager's): invalid perl operator"),  # look-behind
+        ("AAPL\\Z", "(RE2 syntax, as Alertmanager's): invalid escape"),  # Python's \Z, not Go's
+        ("a{1001}", "(RE2 syntax, as Alertmanager's): invalid repetition size"),
+        ("A\ud800", "is not valid Unicode text"),
+    ],
+)
+def test_what_the_linear_engine_cannot_run_is_refused(pattern: str, detail: str) -> None:
+    with pytest.raises(ValueError, match=r"^entity pattern ") as caught:
+        silence(pattern)
+    assert detail in str(caught.value)
+
+
+def test_patterns_keep_alertmanager_semantics() -> None:
+    """RE2 is the syntax of Go's regexp, so a pattern means what Alertmanager makes of it."""
+    assert silence("cpu\\d+").matches("cpu12", "warning")
+    assert not silence("cpu\\d+").matches("cpu\u0663", "warning")  # \d is ASCII, as in Go
+    assert silence("(?i)aapl").matches("AAPL", "warning")
+    assert silence("\\pL+-USD").matches("ÉTH-USD", "warning")
+    assert silence("(?P<base>BTC)-.*").matches("BTC-EUR", "warning")
+    assert not silence("BTC").matches("BTC\n", "warning")  # anchored at the very end
+    # an entity no schema lets through (a lone surrogate) is matched, never raises
+    assert silence("A.B").matches("A\ud800B", "warning")
+
+
+def test_a_pattern_over_the_length_cap_is_refused_naming_the_cap() -> None:
+    assert MAX_PATTERN_CHARS == 1000
+    assert silence("A" * MAX_PATTERN_CHARS).matches("A" * MAX_PATTERN_CHARS, "warning")
+    with pytest.raises(ValueError, match="1001 characters long, over the cap of 1000") as caught:
+        silence("A" * (MAX_PATTERN_CHARS + 1))
+    assert len(str(caught.value)) < 200  # the pattern is not echoed whole
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        (
+            "A" * 5000,
+            "--entity: entity pattern 'AAAAAAAAAAAAAAAAAAAA'… is 5000 characters long, "
+            "over the cap of 1000 characters",
+        ),
+        ("AAPL(?=X)", "--entity: entity pattern 'AAPL(?=X)' is not a valid regular expression"),
+        ("(a)\\1", "invalid escape sequence"),
+    ],
+)
+def test_silence_add_refuses_an_unsafe_pattern_with_one_line(
+    pattern: str,
+    message: str,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """capfd, not capsys: RE2 itself must not write to stderr either."""
+    from alerting.cli import main
+
+    monkeypatch.delenv("ALERTING__KAFKA__BOOTSTRAP_SERVERS", raising=False)
+    argv = ["silence", "add", "--entity", pattern, "--duration", "1h", "--comment", "why"]
+    assert main(argv) == 2
+    err = capfd.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and len(err) < 300, err
+
+
+def test_topic_records_with_unsafe_patterns_are_refused_counted_and_logged(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record written by anyone: its pattern is checked before it is compiled, by RE2
+    only; the refused ones are counted, the others apply."""
+    from fakes import raw_record
+
+    from consumers.control import AlertControl
+
+    metrics = Metrics(CollectorRegistry())
+    control = AlertControl(metrics, clock=lambda: NOW + 1)
+    good, redos = silence("AAPL"), silence("(a|a)*b")
+    refused = [
+        new_silence("X", None, 60, "c", "me", NOW, silence_id=f"bad-{i}").to_dict()
+        for i in range(3)
+    ]
+    refused[0]["entity"] = "A" * 100_000
+    refused[1]["entity"] = "(a)\\1"
+    refused[2]["entity"] = "A\ud800"
+
+    def never(*_args: object, **_kw: object) -> None:
+        raise AssertionError("Python's re compiled a silence pattern")
+
+    monkeypatch.setattr(re, "compile", never)
+    with caplog.at_level(logging.INFO, logger="consumers.control"):
+        control.on_silence_record(raw_record(good.to_json(), 0, key=good.id.encode()))
+        for offset, data in enumerate(refused, start=1):
+            control.on_silence_record(
+                raw_record(json.dumps(data).encode(), offset, key=data["id"].encode())
+            )
+        control.on_silence_record(raw_record(redos.to_json(), 4, key=redos.id.encode()))
+    monkeypatch.undo()
+    value = metrics.registry.get_sample_value(
+        "alerting_control_records_invalid_total", {"reason": "invalid"}
+    )
+    assert value == 3
+    assert {s.id for s in control.silences.all()} == {good.id, redos.id}
+    assert "over the cap of 1000 characters" in caplog.text
+    assert "invalid escape sequence" in caplog.text and "not valid Unicode" in caplog.text
+    assert control.silences.matching("AAPL", "warning", NOW + 1) == [good]
+    assert control.silences.matching("a" * 10_000, "warning", NOW + 1) == []
 
 
 def test_severity_matcher() -> None:
