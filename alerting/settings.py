@@ -18,13 +18,15 @@ import importlib.util
 import os
 import re
 import tomllib
+import urllib.parse
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     SecretStr,
     ValidationError,
     field_validator,
@@ -522,6 +524,97 @@ class BrokerSettings(_Section):
     startup_timeout_s: float = Field(10.0, gt=0, description="Wait for it to accept connections.")
 
 
+# ---------------------------------------------------------------- URLs that carry secrets
+
+#: what stands for a credential or a query value in a URL fit to print
+_HIDDEN = "***"
+
+
+def redact_url(url: str) -> str:
+    """``url`` fit to print, log or store: its ``user:password@``, every query value and
+    the fragment as ``***``, the query's names kept.
+
+    A webhook URL is often a credential itself (a token in the query, a user and password
+    before the host); the names still say what is there. An item without ``=`` may be a
+    bare token, so it goes too.
+
+    >>> redact_url("https://user:pass@hooks.example.com/alerts?token=t0k&team=desk&flag#f")
+    'https://***@hooks.example.com/alerts?token=***&team=***&***#***'
+    >>> redact_url("http://alertmanager:9093/")
+    'http://alertmanager:9093/'
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: no part of it is known to be safe
+        return _HIDDEN
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = _HIDDEN + "@" + netloc.rpartition("@")[2]
+    query = "&".join(_hide_value(item) for item in parts.query.split("&")) if parts.query else ""
+    fragment = _HIDDEN if parts.fragment else ""
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
+
+
+def _hide_value(item: str) -> str:
+    name, equals, _ = item.partition("=")
+    return f"{name}={_HIDDEN}" if equals else (_HIDDEN if item else item)
+
+
+def redact_url_secrets(text: str, url: str) -> str:
+    """``text`` with every piece of ``url`` that :func:`redact_url` hides replaced by ``***``.
+
+    For texts that may echo the URL back: a server's error page, an exception message.
+    Pieces shorter than 4 characters stay: replacing every ``1`` or ``on`` would garble
+    the text.
+
+    >>> redact_url_secrets("no route for /alerts?token=t0k3n", "https://h/alerts?token=t0k3n")
+    'no route for /alerts?token=***'
+    """
+    for piece in sorted(_url_secrets(url), key=len, reverse=True):
+        text = text.replace(piece, _HIDDEN)
+    return text
+
+
+def _url_secrets(url: str) -> set[str]:
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return {url}
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    raw = [*userinfo.split(":", 1)] if at else []
+    for item in parts.query.split("&"):
+        name, equals, value = item.partition("=")
+        raw.append(value if equals else name)
+    raw.append(parts.fragment)
+    pieces = {p for r in raw for p in (r, urllib.parse.unquote_plus(r))}
+    return {p for p in pieces if len(p) >= 4}
+
+
+def check_http_url(url: str) -> None:
+    """Raise ``ValueError`` unless ``url`` is an http(s) URL with a host a request can go to.
+
+    The message never holds the URL (it may carry credentials): the caller names the
+    setting or parameter, and shows :func:`redact_url` of it if anything.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise ValueError("holds a space or a control character (percent-encode it)")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, _ = parts.hostname, parts.port
+    except ValueError:
+        raise ValueError("has no valid host and port") from None
+    if not host:
+        raise ValueError("has no host")
+
+
+#: a URL setting. It may carry credentials or a token, so, as a SecretStr is masked, it is
+#: redacted (:func:`redact_url`) wherever settings are shown: ``model_dump(mode="json")``,
+#: :meth:`Settings.masked` (``alerting config``), the errors of :func:`load_settings`
+RedactedUrl = Annotated[str, PlainSerializer(redact_url, when_used="json")]
+
+
 #: an HTTP header name (RFC 9110 token) and the headers the forwarder sets itself
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: the header carrying a webhook body's HMAC-SHA256 (``forward.webhook_secret``)
@@ -535,12 +628,12 @@ class ForwardSettings(_Section):
     group_id: str = Field(
         "alerting-forward", min_length=1, description="Consumer group of the forwarder."
     )
-    alertmanager_url: str | None = Field(
+    alertmanager_url: RedactedUrl | None = Field(
         None,
         pattern=r"^https?://",
         description="Alertmanager base URL, e.g. http://alertmanager:9093 (--alertmanager).",
     )
-    webhook_url: str | None = Field(
+    webhook_url: RedactedUrl | None = Field(
         None,
         pattern=r"^https?://",
         description="HTTP endpoint receiving each alert as a CloudEvent POST (--webhook).",
@@ -597,6 +690,13 @@ class ForwardSettings(_Section):
     drift_ttl_s: float = Field(
         3600.0, gt=0, description="How long a drift alert stays active in Alertmanager."
     )
+
+    @field_validator("alertmanager_url", "webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_http_url(value)  # never echoes it; the error shows it redacted
+        return value
 
     @field_validator("alertmanager_headers", "webhook_headers")
     @classmethod
@@ -675,7 +775,13 @@ class Settings(BaseSettings):
         return (init_settings, env_settings)
 
     def masked(self) -> dict[str, Any]:
-        """The effective settings as plain JSON-able data, secrets shown as ``**********``."""
+        """The effective settings as plain JSON-able data, fit to print.
+
+        Masking goes by the declared type, never by a field's name: pydantic's JSON mode
+        shows every ``SecretStr`` as ``**********`` wherever it sits (a section's field,
+        the values of ``forward.webhook_headers``), and every :data:`RedactedUrl` through
+        :func:`redact_url`. A new secret or URL setting is masked by declaring its type.
+        """
         return self.model_dump(mode="json")
 
 
@@ -737,8 +843,42 @@ def _explain(exc: ValidationError, path: Path | str | None) -> str:
         loc = tuple(error["loc"])
         dotted = ".".join(str(part) for part in loc) or "settings"
         source = f" (env {_env_name(loc)}" + (f" or [{loc[0]}] in {path})" if path else ")")
-        got = error.get("input")
-        secret = any("password" in str(part) for part in loc)
-        shown = "" if isinstance(got, dict) or secret else f"; got {got!r}"
-        lines.append(f"setting {dotted}{source}: {error['msg']}{shown}")
+        lines.append(f"setting {dotted}{source}: {error['msg']}{_got(loc, error.get('input'))}")
     return "invalid settings: " + "; ".join(lines)
+
+
+def _got(loc: tuple[Any, ...], value: Any) -> str:
+    """``; got <value>`` for an error at ``loc``, by the type declared there (not by name).
+
+    Nothing where that type holds a ``SecretStr`` (at any depth: a dict of them, a section
+    with one) or where no type is declared (a misspelt ``webhook_secret`` is still a
+    secret); a :data:`RedactedUrl` redacted; a whole section (a dict) never.
+    """
+    declared = _declared_type(loc)
+    if declared is None or isinstance(value, dict) or _holds(declared, SecretStr):
+        return ""
+    if _holds(declared, RedactedUrl):
+        return f"; got {redact_url(value)!r}" if isinstance(value, str) else ""
+    return f"; got {value!r}"
+
+
+def _declared_type(loc: tuple[Any, ...]) -> Any:
+    """The type declared at ``loc`` (inside a dict: the dict's); None for an unknown key."""
+    declared: Any = Settings
+    for part in loc:
+        if not (isinstance(declared, type) and issubclass(declared, BaseModel)):
+            break  # a key or an index inside a field: the field's type says what it holds
+        field = declared.model_fields.get(str(part))
+        if field is None:
+            return None
+        declared = field.annotation
+    return declared
+
+
+def _holds(declared: Any, wanted: Any) -> bool:
+    """Whether ``wanted`` is ``declared`` or part of it (a union, a dict, a section)."""
+    if declared == wanted:
+        return True
+    if isinstance(declared, type) and issubclass(declared, BaseModel):
+        return any(_holds(field.annotation, wanted) for field in declared.model_fields.values())
+    return any(_holds(arg, wanted) for arg in get_args(declared))

@@ -16,18 +16,25 @@ stop forwards the batch again: at-least-once. Receivers deduplicate on the Cloud
   goes to the dead-letter log (JSON Lines, ``forward.dead_letter_path``) and the
   forwarder moves on.
 
+Redirects are never followed (urllib would turn the POST into a body-less GET to
+another origin, with the credentials and the signature): a 3xx is a failed delivery
+(``redirected``), retried like a 5xx. URLs are redacted (``redact_url``) wherever they
+are logged or stored, and ``user:password@`` in a URL is sent as Basic auth.
+
 Errors::
 
     DeliveryFailed     one POST failed: ``reason`` (connection, timeout, server_error,
-                       throttled, rejected) and whether retrying can help
+                       throttled, redirected, rejected) and whether retrying can help
     AlertingError      the dead-letter log cannot be written (the forwarder stops
                        rather than commit an alert it could not keep)
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import os
@@ -35,6 +42,7 @@ import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,7 +55,13 @@ from pydantic import SecretStr
 from alerting.alerts import DRIFT, FIRING, RESOLVED, rfc3339, rfc3339_seconds
 from alerting.errors import AlertingError, ConfigError
 from alerting.metrics import Metrics
-from alerting.settings import SIGNATURE_HEADER, Settings
+from alerting.settings import (
+    SIGNATURE_HEADER,
+    Settings,
+    check_http_url,
+    redact_url,
+    redact_url_secrets,
+)
 from alerting.silences import SEVERITIES
 from consumers.subscriber import decode_cloudevent
 
@@ -187,9 +201,57 @@ def signature(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-#: POST ``body`` to ``url`` with ``headers``; returns (status, start of the response body)
-#: and raises OSError (urllib.error.URLError, TimeoutError, ...) when no answer came
+#: POST ``body`` to ``url`` with ``headers``, never following a redirect; returns (status,
+#: start of the response body; for a 3xx where it points, as an origin only) and raises
+#: OSError (urllib.error.URLError, TimeoutError, ...) when no answer came
 Post = Callable[[str, bytes, Mapping[str, str], float], tuple[int, str]]
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Hand every 3xx back as the answer instead of following it.
+
+    urllib follows a 302 by sending a body-less GET, with our Authorization header and
+    signature, to wherever Location points (another origin too), and returns that GET's
+    200: the alert lost, counted as sent, its credentials handed over.
+    """
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> None:
+        return None  # urllib then raises HTTPError with the 3xx
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: where it goes, without what it carries.
+
+    >>> origin("https://user:pw@hooks.example.com:8443/alerts?token=t0k")
+    'https://hooks.example.com:8443'
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "(an unreadable URL)"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def _redirect_text(url: str, location: str | None) -> str:
+    # the origin only: the Location (which a 3xx's body usually repeats) may carry secrets
+    if not location:
+        return "redirect without a Location (not followed)"
+    try:
+        target = urllib.parse.urljoin(url, location)
+    except ValueError:
+        return "redirect to an unreadable Location (not followed)"
+    return f"redirect to {origin(target)} (not followed)"
 
 
 def urllib_post(
@@ -198,17 +260,35 @@ def urllib_post(
     """:data:`Post` on the standard library."""
     request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        with _OPENER.open(request, timeout=timeout_s) as response:
             return int(response.status), response.read(300).decode(errors="replace")
     except urllib.error.HTTPError as exc:
-        text = exc.read(300).decode(errors="replace") if exc.fp is not None else ""
-        return int(exc.code), text
+        with exc:
+            if 300 <= exc.code < 400:
+                return int(exc.code), _redirect_text(url, exc.headers.get("Location"))
+            text = exc.read(300).decode(errors="replace") if exc.fp is not None else ""
+            return int(exc.code), text
 
 
 def post_checked(
     post: Post, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float
 ) -> None:
-    """POST and raise :class:`DeliveryFailed` unless the answer is 2xx."""
+    """POST and raise :class:`DeliveryFailed` unless the answer is 2xx.
+
+    A 3xx is a failure (``redirected``, retryable, as a moved endpoint can move back);
+    the request never goes where it points. The detail never holds the URL's secrets:
+    servers echo the URL in their error pages, http.client in its exceptions.
+    """
+    try:
+        _post_checked(post, url, body, headers, timeout_s)
+    except DeliveryFailed as exc:
+        detail = redact_url_secrets(exc.detail, url)
+        raise DeliveryFailed(exc.reason, detail, exc.retryable) from None
+
+
+def _post_checked(
+    post: Post, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float
+) -> None:
     try:
         status, text = post(url, body, headers, timeout_s)
     except TimeoutError as exc:
@@ -218,11 +298,14 @@ def post_checked(
         if isinstance(reason, TimeoutError | socket.timeout):
             raise DeliveryFailed("timeout", f"no answer within {timeout_s:g}s", True) from None
         raise DeliveryFailed("connection", str(reason), True) from None
-    except (OSError, ValueError) as exc:  # ConnectionResetError, RemoteDisconnected, ...
+    # ConnectionResetError, RemoteDisconnected, IncompleteRead, InvalidURL, ...
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         raise DeliveryFailed("connection", f"{type(exc).__name__}: {exc}", True) from None
     if 200 <= status < 300:
         return
     detail = f"HTTP {status} {text.strip()[:200]}".strip()
+    if 300 <= status < 400:
+        raise DeliveryFailed("redirected", detail, True)
     if status in (408, 429):
         raise DeliveryFailed("throttled", detail, True)
     if status >= 500:
@@ -241,10 +324,40 @@ class Item:
     raw: bytes | None = None
 
 
+def _with_credentials(url: str, headers: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """``url`` without its ``user:password@``, and ``headers`` with them as Basic auth.
+
+    urllib never sends a URL's credentials (it takes them for part of the host name);
+    curl and requests send them as ``Authorization: Basic``, and so do we.
+    """
+    parts = urllib.parse.urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, dict(headers)
+    if any(name.lower() == "authorization" for name in headers):
+        raise ValueError("url: has credentials and headers an Authorization: keep one of them")
+    user, _, password = userinfo.partition(":")
+    pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+    basic = "Basic " + base64.b64encode(pair.encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), {
+        **headers,
+        "Authorization": basic,
+    }
+
+
+def _checked_url(url: str) -> str:
+    try:
+        check_http_url(url)
+    except ValueError as exc:
+        raise ValueError(f"url: {exc}, got {redact_url(url)!r}") from None
+    return url
+
+
 class Target(Protocol):
     """Where alerts go. ``send`` raises :class:`DeliveryFailed`."""
 
     name: str
+    #: the configured URL as logged and stored: redacted (credentials, query values)
     url: str
     #: one POST for the whole batch (else one per alert)
     batched: bool
@@ -274,19 +387,21 @@ class AlertmanagerTarget:
         clock: Callable[[], float] = time.time,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"url: expected http:// or https://, got {url!r}")
         if timeout_s <= 0:
             raise ValueError(f"timeout_s: must be > 0, got {timeout_s}")
-        self.url = url
-        self.endpoint = url.rstrip("/") + "/api/v2/alerts"
+        base, sent_headers = _with_credentials(_checked_url(url), headers or {})
+        parts = urllib.parse.urlsplit(base)  # the API path goes before a query (a token)
+        self.url = redact_url(url)
+        self.endpoint = urllib.parse.urlunsplit(
+            parts._replace(path=parts.path.rstrip("/") + "/api/v2/alerts")
+        )
         self.timeout_s = timeout_s
         self.firing_ttl_s = firing_ttl_s
         self.drift_ttl_s = drift_ttl_s
         self.drift = drift
         self.post = post
         self.clock = clock
-        self.headers = {"Content-Type": "application/json", **(headers or {})}
+        self.headers = {"Content-Type": "application/json", **sent_headers}
 
     def payload(self, items: Sequence[Item]) -> list[dict[str, Any]]:
         now = datetime.fromtimestamp(self.clock(), UTC)
@@ -326,18 +441,17 @@ class WebhookTarget:
         headers: Mapping[str, str] | None = None,
         secret: bytes | None = None,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError(f"url: expected http:// or https://, got {url!r}")
         if timeout_s <= 0:
             raise ValueError(f"timeout_s: must be > 0, got {timeout_s}")
         if max_attempts < 1:
             raise ValueError(f"max_attempts: must be ≥ 1, got {max_attempts}")
-        self.url = url
+        self.endpoint, sent_headers = _with_credentials(_checked_url(url), headers or {})
+        self.url = redact_url(url)
         self.timeout_s = timeout_s
         self.max_attempts: int | None = max_attempts
         self.drift = drift
         self.post = post
-        self.headers = {"Content-Type": CLOUDEVENTS_JSON, **(headers or {})}
+        self.headers = {"Content-Type": CLOUDEVENTS_JSON, **sent_headers}
         self.secret = secret or None
 
     def wants(self, item: Item) -> bool:
@@ -351,7 +465,7 @@ class WebhookTarget:
             headers = self.headers
             if self.secret is not None:
                 headers = {**headers, SIGNATURE_HEADER: signature(self.secret, body)}
-            post_checked(self.post, self.url, body, headers, self.timeout_s)
+            post_checked(self.post, self.endpoint, body, headers, self.timeout_s)
 
 
 # ---------------------------------------------------------------- dead letters
@@ -382,7 +496,7 @@ class DeadLetterLog:
         entry: dict[str, Any] = {
             "time": rfc3339_seconds(self.clock()),
             "target": target.name if target is not None else None,
-            "url": target.url if target is not None else None,
+            "url": redact_url(target.url) if target is not None else None,
             "reason": reason,
             "detail": detail,
             "attempts": attempts,
@@ -486,7 +600,7 @@ class Forwarder:
 
     def run(self) -> None:
         """Forward until :attr:`stop` is set, then close the source."""
-        names = ", ".join(f"{t.name} {t.url}" for t in self.targets)
+        names = ", ".join(f"{t.name} {redact_url(t.url)}" for t in self.targets)
         log.info("forwarding alerts to %s", names)
         try:
             while not self.stop.is_set():
@@ -567,7 +681,7 @@ class Forwarder:
             log.warning(
                 "%s %s: alert at %s/%d/%d to the dead-letter log %s after %d attempt(s): %s",
                 target.name,
-                target.url,
+                redact_url(target.url),
                 group[0].topic,
                 group[0].partition,
                 group[0].offset,
@@ -600,7 +714,7 @@ class Forwarder:
 
     def _went_down(self, target: Target, error: DeliveryFailed, held: int) -> None:
         if target.name in self._down_since:
-            log.debug("%s %s still failing: %s", target.name, target.url, error)
+            log.debug("%s %s still failing: %s", target.name, redact_url(target.url), error)
             return
         self._down_since[target.name] = self.monotonic()
         self.metrics.forward_up.labels(target=target.name).set(0)
@@ -609,7 +723,7 @@ class Forwarder:
                 "%s %s is unreachable (%s): holding %d alert(s), retrying with backoff; "
                 "nothing is committed until it accepts them",
                 target.name,
-                target.url,
+                redact_url(target.url),
                 error,
                 held,
             )
@@ -618,7 +732,7 @@ class Forwarder:
                 "%s %s is failing (%s): retrying each alert up to %d attempts, then the "
                 "dead-letter log %s",
                 target.name,
-                target.url,
+                redact_url(target.url),
                 error,
                 target.max_attempts,
                 self.dead_letters.path,
@@ -632,7 +746,7 @@ class Forwarder:
         log.info(
             "%s %s is back after %.1fs: delivering again (%d alert(s) just accepted)",
             target.name,
-            target.url,
+            redact_url(target.url),
             self.monotonic() - since,
             delivered,
         )

@@ -7,33 +7,38 @@ tests/integration/test_forwarding.py.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import hmac
+import http.client
 import http.server
 import json
 import logging
+import os
 import random
 import shutil
 import subprocess
 import threading
 import urllib.error
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args, get_origin
 
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 
 from alerting.alerts import DRIFT, FIRING, RESOLVED
 from alerting.cli import build_parser, main
 from alerting.embedded_broker import free_port
 from alerting.errors import ConfigError
 from alerting.metrics import Metrics
-from alerting.settings import load_settings
+from alerting.settings import Settings, load_settings, redact_url
 from consumers.forward import (
     CLOUDEVENTS_JSON,
     SIGNATURE_HEADER,
@@ -217,8 +222,12 @@ class FakeSource:
     commits: list[dict[tuple[str, int], int]] = field(default_factory=list)
     keepalives: int = 0
     closed: bool = False
+    #: called when the batches are all read (e.g. to stop a ``Forwarder.run``)
+    on_empty: Callable[[], object] | None = None
 
     def poll(self, max_records: int, timeout_ms: int) -> Sequence[Rec]:
+        if not self.batches and self.on_empty is not None:
+            self.on_empty()
         return self.batches.pop(0) if self.batches else []
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
@@ -643,6 +652,339 @@ def test_post_checked_says_connection_when_nothing_listens() -> None:
     with pytest.raises(DeliveryFailed) as info:
         post_checked(urllib_post, f"http://127.0.0.1:{free_port()}/", b"{}", {}, 2)
     assert info.value.reason == "connection" and info.value.retryable
+
+
+# ---------------------------------------------------------------- redirects are never followed
+
+LEAK = "leak"  # in every secret below: no output may hold it
+
+
+class _OtherOrigin(http.server.BaseHTTPRequestHandler):
+    """Where the redirects point: records every request that reaches it."""
+
+    seen: ClassVar[list[tuple[str, str, dict[str, str]]]] = []
+
+    def _record(self) -> None:
+        type(self).seen.append((self.command, self.path, dict(self.headers)))
+        self.send_response(200)
+        self.end_headers()
+
+    do_GET = do_POST = do_PUT = _record
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Redirecting(http.server.BaseHTTPRequestHandler):
+    """The configured target: answers every POST with ``status`` to ``location``."""
+
+    status: ClassVar[int] = 302
+    location: ClassVar[str] = ""
+    posts: ClassVar[list[dict[str, str]]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).posts.append(dict(self.headers))
+        page = f'<a href="{self.location}">moved</a>'.encode()  # as servers do
+        self.send_response(self.status)
+        self.send_header("Location", self.location)
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real HTTP server on a free local port; yields its origin."""
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        finally:
+            httpd.shutdown()
+            thread.join()
+
+
+@pytest.fixture
+def redirect_pair() -> Iterator[tuple[str, str]]:
+    """(the redirecting target's origin, the other origin), both real local servers."""
+    _OtherOrigin.seen, _Redirecting.posts = [], []
+    with serving(_OtherOrigin) as other, serving(_Redirecting) as target:
+        yield target, other
+
+
+LOCATIONS = [
+    "{other}/steal?token=t0k3n-leak",
+    "http://mallory:pw-leak@{hostport}/steal?sig=s1g-leak",
+]
+
+
+@pytest.mark.parametrize("location", LOCATIONS)
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_webhook_redirect_is_a_failure_dead_lettered_and_nothing_reaches_the_other_origin(
+    status: int,
+    location: str,
+    redirect_pair: tuple[str, str],
+    tmp_path: Path,
+    metrics: Metrics,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    target_origin, other = redirect_pair
+    _Redirecting.status = status
+    _Redirecting.location = location.format(other=other, hostport=other.split("//")[1])
+    hook = WebhookTarget(
+        target_origin + "/hook",
+        max_attempts=3,
+        headers={"Authorization": "Bearer bearer-leak"},
+        secret=b"key-leak",
+    )
+    fwd, source = forwarder([records_of([firing()])], [hook], tmp_path, metrics)
+    with caplog.at_level(logging.DEBUG, logger="consumers.forward"):
+        fwd.run_once()
+    assert _OtherOrigin.seen == []  # no request, so neither the token nor the signature
+    assert len(_Redirecting.posts) == 3  # its attempts, all to the configured origin
+    assert sample(metrics, "alerting_forward_sent_total", target="webhook", type="firing") == 0
+    errors = sample(metrics, "alerting_forward_errors_total", target="webhook", reason="redirected")
+    assert errors == 3
+    (dead,) = dead_letters(tmp_path)
+    assert (dead["reason"], dead["attempts"], dead["alert"]["id"]) == ("redirected", 3, "f1")
+    assert dead["detail"] == f"HTTP {status} redirect to {other} (not followed)"
+    assert source.commits == [{(TOPIC, 0): 1}]  # dead-lettered, so the forwarder moves on
+    assert LEAK not in (tmp_path / "dead.jsonl").read_text()
+    assert LEAK not in caplog.text
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_an_alertmanager_redirect_holds_the_batch_and_nothing_reaches_the_other_origin(
+    status: int,
+    redirect_pair: tuple[str, str],
+    tmp_path: Path,
+    metrics: Metrics,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    target_origin, other = redirect_pair
+    _Redirecting.status = status
+    _Redirecting.location = f"{other}/api/v2/alerts?token=t0k3n-leak"
+    target = AlertmanagerTarget(
+        target_origin, headers={"Authorization": "Basic basic-leak"}, clock=lambda: NOW.timestamp()
+    )
+    fwd, source = forwarder(
+        [records_of([firing()])], [target], tmp_path, metrics, Waits(stop_after=4)
+    )
+    with caplog.at_level(logging.INFO, logger="consumers.forward"):
+        fwd.run_once()
+    assert _OtherOrigin.seen == []
+    assert len(_Redirecting.posts) >= 2  # retried as long as it takes, like a 5xx
+    assert sample(metrics, "alerting_forward_sent_total", target="alertmanager", type="firing") == 0
+    assert source.commits == [] and dead_letters(tmp_path) == []  # held, not lost
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert f"redirected: HTTP {status} redirect to {other} (not followed)" in line
+    assert LEAK not in caplog.text
+
+
+# ---------------------------------------------------------------- secrets in URLs and messages
+
+
+@pytest.fixture
+def no_alerting_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("ALERTING"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:pass@hooks.test/alerts", "https://***@hooks.test/alerts"),
+        ("https://tok@hooks.test:8443/a/b", "https://***@hooks.test:8443/a/b"),
+        (
+            "https://h.test/x?token=1&access_token=2&key=3&apikey=4&sig=5&signature=6"
+            "&secret=7&password=8&team=desk",
+            "https://h.test/x?token=***&access_token=***&key=***&apikey=***&sig=***"
+            "&signature=***&secret=***&password=***&team=***",
+        ),
+        ("https://u:p@h.test/x?token=t#frag", "https://***@h.test/x?token=***#***"),
+        ("https://h.test/x?bare-token", "https://h.test/x?***"),
+        ("http://alertmanager:9093", "http://alertmanager:9093"),
+        ("http://127.0.0.1:9/hook", "http://127.0.0.1:9/hook"),
+        ("http://[::1", "***"),  # unreadable: nothing of it is known to be safe
+    ],
+)
+def test_redact_url_hides_credentials_and_every_query_value(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert redact_url(shown) == shown  # redacting twice changes nothing
+
+
+SECRET_URLS = {
+    "alertmanager_url": "https://am-user:am-pw-leak@am.test:9093/?token=am-t0k-leak",
+    "webhook_url": "https://hook-user:hook-pw-leak@hooks.test/alerts?access_token=t0k-leak&team=x",
+}
+SHOWN_URLS = {
+    "alertmanager_url": "https://***@am.test:9093/?token=***",
+    "webhook_url": "https://***@hooks.test/alerts?access_token=***&team=***",
+}
+
+
+def _secret_fields() -> list[tuple[str, str, Any]]:
+    """(section, field, declared type) of every setting whose type holds a SecretStr."""
+
+    def holds(declared: Any) -> bool:
+        return declared is SecretStr or any(holds(arg) for arg in get_args(declared))
+
+    return [
+        (section, name, field.annotation)
+        for section, sfield in Settings.model_fields.items()
+        for name, field in sfield.annotation.model_fields.items()  # type: ignore[union-attr]
+        if holds(field.annotation)
+    ]
+
+
+def _secret_value(declared: Any, value: Any) -> Any:
+    """``value`` as the setting takes it: a dict of headers, or the value itself."""
+    is_dict = any(get_origin(t) is dict for t in (declared, *get_args(declared)))
+    return {"X-Canary": value} if is_dict else value
+
+
+def test_secret_fields_are_found_by_their_type() -> None:
+    found = {(section, name) for section, name, _ in _secret_fields()}
+    assert {
+        ("kafka", "sasl_password"),
+        ("kafka", "ssl_password"),
+        ("forward", "webhook_secret"),
+        ("forward", "webhook_headers"),
+        ("forward", "alertmanager_headers"),
+    } <= found
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_alerting_config_masks_every_secret_by_type_and_redacts_the_urls(
+    as_json: bool,
+    no_alerting_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    canary = "canary-" + LEAK * 4  # long enough for any minimum length
+    for section, name, declared in _secret_fields():
+        value = _secret_value(declared, canary)
+        text = json.dumps(value) if isinstance(value, dict) else value
+        monkeypatch.setenv(f"ALERTING__{section.upper()}__{name.upper()}", text)
+    for name, url in SECRET_URLS.items():
+        monkeypatch.setenv(f"ALERTING__FORWARD__{name.upper()}", url)
+    assert main(["config", "--json"] if as_json else ["config"]) == 0
+    out = capsys.readouterr().out
+    assert LEAK not in out and "t0k" not in out
+    for shown in SHOWN_URLS.values():
+        assert shown in out
+    assert '"X-Canary": "**********"' in out  # a dict of secrets: each value masked
+    masked = load_settings(forward=SECRET_URLS).masked()["forward"]
+    assert {k: masked[k] for k in SHOWN_URLS} == SHOWN_URLS
+    assert load_settings(forward=SECRET_URLS).forward.webhook_url == SECRET_URLS["webhook_url"]
+
+
+@pytest.mark.parametrize(("section", "name", "declared"), _secret_fields())
+def test_an_invalid_secret_is_never_echoed(
+    section: str, name: str, declared: Any, no_alerting_env: None
+) -> None:
+    with pytest.raises(ConfigError, match=rf"setting {section}\.{name}") as info:
+        load_settings(**{section: {name: _secret_value(declared, 987654321)}})
+    assert "987654321" not in str(info.value)
+
+
+def test_a_misspelt_secret_setting_is_named_but_not_echoed(no_alerting_env: None) -> None:
+    with pytest.raises(ConfigError, match=r"forward\.webhook_secrte") as info:
+        load_settings(forward={"webhook_secrte": "s3cret-" + LEAK})
+    assert LEAK not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "why", "shown"),
+    [
+        ("ftp://u:pw-leak@h.test/x?token=t-leak", "pattern", "'ftp://***@h.test/x?token=***'"),
+        (
+            "https://u:pw-leak@h.test/a b?token=t-leak",
+            "a space",
+            "'https://***@h.test/a b?token=***'",
+        ),
+        ("https://:pw-leak@/x?token=t-leak", "no host", "'https://***@/x?token=***'"),
+    ],
+)
+def test_a_wrong_url_is_shown_redacted(
+    url: str, why: str, shown: str, no_alerting_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("webhook_url", "alertmanager_url"):
+        with pytest.raises(ConfigError, match=rf"forward\.{name}") as info:
+            load_settings(forward={name: url})
+        assert why in str(info.value) and shown in str(info.value)
+        assert LEAK not in str(info.value)
+    assert main(["forward", "--webhook", url]) == 2  # the flag takes the same way
+    err = capsys.readouterr().err
+    assert "forward.webhook_url" in err and LEAK not in err
+
+
+def test_urls_are_redacted_in_logs_and_dead_letters_and_credentials_go_as_basic_auth(
+    tmp_path: Path, metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = "https://hook-user:pw-leak@hooks.test/alerts?token=t0k3n-leak&team=desk"
+    sent: list[tuple[str, dict[str, str]]] = []
+
+    def echoing(
+        url: str, body: bytes, headers: Mapping[str, str], timeout_s: float
+    ) -> tuple[int, str]:
+        sent.append((url, dict(headers)))
+        return 503, f"no route for {url}"  # servers echo what they got
+
+    hook = WebhookTarget(url, max_attempts=2, post=echoing)
+    fwd, source = forwarder([records_of([firing()])], [hook], tmp_path, metrics)
+    source.on_empty = fwd.stop.set
+    with caplog.at_level(logging.DEBUG, logger="consumers.forward"):
+        fwd.run()  # its first line names the targets too
+    basic = "Basic " + base64.b64encode(b"hook-user:pw-leak").decode()
+    for request_url, headers in sent:  # the receiver needs its token, credentials as a header
+        assert request_url == "https://hooks.test/alerts?token=t0k3n-leak&team=desk"
+        assert headers["Authorization"] == basic
+    (dead,) = dead_letters(tmp_path)
+    assert dead["url"] == "https://***@hooks.test/alerts?token=***&team=***"
+    assert dead["detail"] == "HTTP 503 no route for https://hooks.test/alerts?token=***&team=***"
+    assert LEAK not in (tmp_path / "dead.jsonl").read_text()
+    assert "https://***@hooks.test/alerts?token=***" in caplog.text
+    assert LEAK not in caplog.text
+
+
+def test_the_alertmanager_api_path_goes_before_the_query_and_credentials_become_a_header() -> None:
+    http = FakeHttp()
+    target = AlertmanagerTarget(
+        "http://am:pw@am.test:9093/prefix/?token=t", post=http, clock=lambda: NOW.timestamp()
+    )
+    target.send(Forwarder._item(r) for r in records_of([firing()]))  # type: ignore[arg-type]
+    ((url, _, headers),) = http.requests
+    assert url == "http://am.test:9093/prefix/api/v2/alerts?token=t"
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"am:pw").decode()
+    assert target.url == "http://***@am.test:9093/prefix/?token=***"
+    with pytest.raises(ValueError, match="keep one of them"):
+        WebhookTarget("https://u:p@h.test/", headers={"authorization": "Bearer x"})
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        http.client.IncompleteRead(b"part"),
+        http.client.InvalidURL("URL can't contain control characters. '/x?token=t0k3n-leak'"),
+    ],
+)
+def test_http_client_errors_are_a_failed_delivery_without_the_urls_secrets(
+    error: Exception,
+) -> None:
+    def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> Any:
+        raise error
+
+    with pytest.raises(DeliveryFailed) as info:
+        post_checked(post, "https://h.test/x?token=t0k3n-leak", b"{}", {}, 1)
+    assert info.value.reason == "connection" and info.value.retryable
+    assert LEAK not in str(info.value)
 
 
 # ---------------------------------------------------------------- settings and CLI
