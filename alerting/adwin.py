@@ -196,9 +196,12 @@ class Adwin:
     def _significant(self, n0: float, n1: float, mean_gap: float) -> bool:
         delta_prime = math.log(2.0 * math.log(self.width) / self.delta)
         m = 1.0 / (n0 - self._min_length + 1.0) + 1.0 / (n1 - self._min_length + 1.0)
-        epsilon = math.sqrt(2.0 * m * (self.variance / self.width) * delta_prime) + (
-            2.0 / 3.0 * delta_prime * m
-        )
+        spread = 2.0 * m * (self.variance / self.width) * delta_prime
+        if spread < 0.0:
+            # a flat line's variance can round to just below 0: River's C sqrt is then NaN
+            # and the cut not significant (math.sqrt would raise in the consume loop)
+            return False
+        epsilon = math.sqrt(spread) + 2.0 / 3.0 * delta_prime * m
         return abs(mean_gap) > epsilon
 
     def dump(self) -> list[Any]:

@@ -9,8 +9,11 @@ alerts topic and changelog.
 from __future__ import annotations
 
 import json
+import pickle
 import signal
+import struct
 import subprocess
+import zlib
 from typing import Any
 
 import pytest
@@ -269,3 +272,112 @@ def test_same_alerts_byte_for_byte_in_real_time_and_100x_faster(stack: Stack) ->
         return {p: [strip(v, offsets) for v in vs] for p, vs in stream.items()}
 
     assert comparable(streams["realtime"]) == comparable(streams["fast"])
+
+
+class _RunsACommand:
+    """Unpickled, creates ``marker`` (a forged changelog body that runs a shell command)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def _latest_snapshots(stack: Stack, topic: str) -> dict[bytes, Any]:
+    latest: dict[bytes, Any] = {}
+    for record in stack.read_all(topic):
+        latest[record.key] = record
+    return latest
+
+
+def _seen(blob: bytes) -> int:
+    """How many events a plain snapshot's state has learned (read as data, never run)."""
+    (length,) = struct.unpack_from(">I", blob, 4)
+    header = json.loads(blob[8 : 8 + length])
+    assert header["body"] == "plain", header
+    at = 8 + length
+    body = zlib.decompress(blob[at + 1 + blob[at] :])
+    return int(json.loads(body)["counts"][0])
+
+
+def test_forged_changelog_records_run_no_code_and_only_their_entities_start_fresh(
+    stack: Stack,
+) -> None:
+    stack.create_topics()
+    first_events = stack.cli(*REPLAY[:3], "3000", *REPLAY[4:], "--fast")
+    assert first_events.returncode == 0, first_events.stderr
+    name = "forged"
+    changelog = f"{stack.events}.{name}.state"
+    first = stack.start("run", log_name="first", **_run_env(stack, name))
+    stack.wait_for(lambda: _committed(stack, name) == 3000, 120, "the first run")
+    assert stop(first) == 0, stack.log("first")
+
+    genuine = _latest_snapshots(stack, changelog)
+    assert len(genuine) >= 8, "each symbol has a snapshot"
+    victims = sorted(genuine)[:2]  # two real entities whose snapshot is overwritten
+    real = genuine[victims[0]].value
+    (length,) = struct.unpack_from(">I", real, 4)
+    header = json.loads(real[8 : 8 + length])
+    marker = stack.workdir / "pwned"
+    evil = pickle.dumps(_RunsACommand(str(marker)))
+
+    def envelope(head: dict[str, Any], signature: bytes = b"") -> bytes:
+        text = json.dumps(head).encode()
+        sig = bytes([len(signature)]) + signature
+        return b"ALST" + struct.pack(">I", len(text)) + text + sig + zlib.compress(evil)
+
+    at = 8 + length
+    stolen = real[: at + 1 + real[at]] + zlib.compress(evil)  # a real signature, another body
+    forged = [
+        (victims[0], envelope({**header, "body": "pickle"})),  # copied header, a pickle
+        (victims[1], stolen),
+        (b"FORGED-PLAIN", envelope(header)),
+        (b"FORGED-BARE", evil),
+        (b"FORGED-ZLIB", zlib.compress(evil)),
+        (b"\xff\xfe-not-utf8", envelope({**header, "body": "pickle"})),
+    ]
+    producer = stack.producer()
+    for key, value in forged:
+        partition = genuine[key].partition if key in genuine else 0
+        producer.send(changelog, key=key, value=value, partition=partition)
+    producer.flush()
+    producer.close()
+
+    first_run_end = stack.log_end(stack.events)
+    more = stack.cli(*REPLAY[:3], "3000", "--seed", "22", *REPLAY[6:], "--fast")
+    assert more.returncode == 0, more.stderr
+    second = stack.start("run", log_name="second", **_run_env(stack, name))
+    stack.wait_for(lambda: _committed(stack, name) == 6000, 120, "the second run")
+    port = metrics_port(stack.log("second"))
+    assert port is not None
+    exposition = scrape(port)
+    assert stop(second) == 0, stack.log("second")
+    log = stack.log("second")
+    assert not marker.exists(), "a forged changelog record ran a command"
+    assert "Traceback" not in log, log
+    refused = {
+        reason: float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith("alerting_snapshots_refused_total{")
+        for reason in [line.split('reason="', 1)[1].split('"', 1)[0]]
+    }
+    assert refused.get("unsigned") == 2, refused  # the copied headers without a signature
+    assert refused.get("bad_signature") == 1, refused  # the stolen signature
+    assert refused.get("not_a_snapshot") == 2, refused  # the bare and the compressed pickles
+    assert refused.get("bad_key") == 1, refused
+
+    # per entity: how many events each run gave it (the events topic, in order)
+    counts: dict[bytes, list[int]] = {}
+    for record in stack.read_all(stack.events):
+        run = 0 if record.offset < first_run_end[record.partition] else 1
+        counts.setdefault(record.key, [0, 0])[run] += 1
+    final = _latest_snapshots(stack, changelog)
+    for key, (before, after) in counts.items():
+        learned = _seen(final[key].value)
+        if key in victims:
+            assert learned == after, (key, learned, before, after)  # forged: started fresh
+        else:
+            assert learned == before + after, (key, learned, before, after)  # kept its state

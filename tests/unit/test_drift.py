@@ -235,3 +235,72 @@ def test_challenger_state_survives_a_snapshot() -> None:
     assert copy.challenger.model.score_one({"load": 9.0}) == state.challenger.model.score_one(
         {"load": 9.0}
     )
+
+
+def _adwin_stream(rng: random.Random, n: int) -> list[float]:
+    """Piecewise-stationary values: shifts of mean and spread, spikes, plateaus."""
+    out: list[float] = []
+    mean, spread = 0.0, 1.0
+    while len(out) < n:
+        if rng.random() < 0.3:
+            mean += rng.choice((-1, 1)) * rng.uniform(0.2, 4.0)
+            spread = rng.uniform(0.05, 3.0)
+        run = rng.randint(50, 900)
+        if rng.random() < 0.1:
+            out.extend([mean] * run)  # a flat line: zero variance
+        else:
+            out.extend(rng.gauss(mean, spread) for _ in range(run))
+    return out[:n]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_plain_adwin_reports_the_drifts_rivers_adwin_reports(seed: int) -> None:
+    # oracle: River's ADWIN on the same stream, with random parameters
+    from river.drift import ADWIN
+
+    from alerting.adwin import Adwin
+
+    rng = random.Random(seed)
+    params = {
+        "delta": rng.choice((0.002, 0.01, 0.2, 1e-5)),
+        "clock": rng.choice((1, 8, 32)),
+        "max_buckets": rng.choice((2, 5, 9)),
+        "min_window_length": rng.choice((1, 5, 20)),
+        "grace_period": rng.choice((0, 10, 100)),
+    }
+    ours, theirs = Adwin(**params), ADWIN(**params)
+    stream = _adwin_stream(rng, 6000)
+    found_ours, found_theirs = [], []
+    for i, x in enumerate(stream):
+        theirs.update(x)
+        if ours.update(x):
+            found_ours.append(i)
+        if theirs.drift_detected:
+            found_theirs.append(i)
+        if i % 97 == 0:
+            assert ours.width == theirs.width, (i, params)
+            assert ours.estimation == pytest.approx(theirs.estimation, rel=1e-9, abs=1e-12)
+    assert found_ours == found_theirs, params
+    assert found_ours, "the stream must drift for the comparison to mean much"
+    assert ours.n_detections == len(found_theirs)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_plain_adwin_dumped_and_loaded_mid_stream_goes_on_alike(seed: int) -> None:
+    import json
+
+    from alerting.adwin import Adwin
+
+    rng = random.Random(100 + seed)
+    stream = _adwin_stream(rng, 5000)
+    cut = rng.randint(100, 4000)
+    whole, first = Adwin(), Adwin()
+    for x in stream[:cut]:
+        whole.update(x)
+        first.update(x)
+    second = Adwin()
+    second.load(json.loads(json.dumps(first.dump())))  # through JSON, as a snapshot goes
+    rest_whole = [whole.update(x) for x in stream[cut:]]
+    rest_loaded = [second.update(x) for x in stream[cut:]]
+    assert rest_loaded == rest_whole
+    assert second.dump() == whole.dump()
