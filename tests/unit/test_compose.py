@@ -121,11 +121,31 @@ def healthcheck_snippet() -> str:
 # ---------------------------------------------------------------- the compose file
 
 
-def environment(service: dict[str, Any]) -> dict[str, str]:
+#: what `docker compose up` is run with here: the variables the README says to export
+HOST_ENV = {"ALERTING_SIGNING_KEY": "a-random-signing-key-for-the-compose-test"}
+_VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
+
+
+def interpolate(value: str, host: dict[str, str] = HOST_ENV) -> str:
+    """``value`` as compose interpolates it: ``${X}``, ``${X:-default}``, ``${X:?error}``
+    (compose refuses to start when X is unset or empty: KeyError here)."""
+
+    def one(match: re.Match[str]) -> str:
+        name, kind, rest = match.groups()
+        if host.get(name):
+            return host[name]
+        if kind == "?":
+            raise KeyError(f"{name}: {rest}")
+        return rest if kind == "-" else ""
+
+    return _VARIABLE.sub(one, value)
+
+
+def environment(service: dict[str, Any], host: dict[str, str] = HOST_ENV) -> dict[str, str]:
     env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    return {str(k): str(v) for k, v in env.items()}
+    return {str(k): interpolate(str(v), host) for k, v in env.items()}
 
 
 def ours(service: dict[str, Any]) -> bool:
@@ -320,7 +340,22 @@ def test_every_alerting_variable_is_a_setting(name: str, monkeypatch: pytest.Mon
     effective = load_from(full, monkeypatch).model_dump(mode="json")
     for variable, value in variables.items():
         section, _, field = variable[len(ENV_PREFIX) :].lower().partition("__")
-        assert str(effective[section][field]).lower() == value.lower(), variable
+        shown = effective[section][field]
+        if shown == "**********":  # a secret: masked, so compare what was loaded
+            loaded = getattr(getattr(load_from(full, monkeypatch), section), field)
+            assert loaded.get_secret_value() == value, variable
+            continue
+        assert str(shown).lower() == value.lower(), variable
+
+
+def test_the_detectors_need_a_signing_key_from_whoever_starts_compose() -> None:
+    # a fixed key in the file would be no key: everybody who can read it could sign
+    for name, service in detectors().items():
+        with pytest.raises(KeyError, match="ALERTING_SIGNING_KEY"):
+            environment(service, host={})
+        assert environment(service)["ALERTING__STATE__SIGNING_KEY"] == HOST_ENV[
+            "ALERTING_SIGNING_KEY"
+        ], name
 
 
 def test_two_detector_replicas_in_one_group(monkeypatch: pytest.MonkeyPatch) -> None:
