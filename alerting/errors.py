@@ -4,6 +4,7 @@
 
     AlertingError                 base of everything below
     ├── ConfigError               a setting or flag is wrong; names the setting and the fix
+    │                             (a login the brokers refuse: the kafka.sasl_* settings)
     ├── BrokerError               the Kafka-protocol broker cannot be started or reached
     └── InvalidEvent              one input record failed decoding or validation;
                                   carries a short machine ``reason`` for metrics/dead letters

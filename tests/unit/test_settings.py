@@ -376,3 +376,23 @@ def test_the_old_policy_durations_in_seconds_are_refused_by_name() -> None:
     for old in ("repeat_interval_s", "resolve_after_s", "inhibit_silence_s"):
         with pytest.raises(ConfigError, match=old):
             load_settings(policy={old: 5.0})
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_oauthbearer_is_refused_until_there_is_a_token_provider(client: str) -> None:
+    if client == "confluent":
+        pytest.importorskip("confluent_kafka")
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            kafka={
+                "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "OAUTHBEARER",
+                "client": client,
+            }
+        )
+    message = str(info.value)
+    assert "kafka.sasl_mechanism" in message and "not supported yet" in message
+    assert "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512" in message
+    for mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        ok = load_settings(kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": mechanism})
+        assert ok.kafka.sasl_mechanism == mechanism
