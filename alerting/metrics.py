@@ -4,6 +4,11 @@ Names follow DESIGN.md: namespace ``alerting_``, counters end in ``_total``, dur
 in ``_seconds``, and no entity key is ever a label (cardinality). The Grafana
 dashboard queries these names; renaming one means updating the dashboard and its test.
 
+Every series of a labelled counter whose label values are known in advance
+(:data:`KNOWN_SERIES`: invalid events by reason, refused snapshots by reason, ...) exists
+at 0 from the start, so a dashboard panel shows 0, not "No data", until the first one.
+tests/unit/test_metrics.py checks those label values against what the code can emit.
+
 >>> from prometheus_client import CollectorRegistry
 >>> m = Metrics(CollectorRegistry())
 >>> m.events_processed.labels(kind="trade").inc(3)
@@ -13,6 +18,7 @@ dashboard queries these names; renaming one means updating the dashboard and its
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -31,6 +37,86 @@ LATENCY_BUCKETS = (
 
 #: score ÷ threshold: 1 is at the threshold, whatever the detector's scale
 SCORE_RATIO_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.5, 2.0, 5.0, 10.0)
+
+# ---- label values known before the first event (see KNOWN_SERIES)
+
+#: event kinds (alerting.events)
+EVENT_KINDS = ("trade", "quote", "metric")
+#: InvalidEvent reasons: alerting.events.decode, and the consume loop's own
+#: (consumers.runner: too_large, future_time, processing_error)
+INVALID_EVENT_REASONS = (
+    "empty", "not_json", "not_an_object", "unknown_kind", "missing_field", "not_finite",
+    "out_of_range", "schema", "too_large", "future_time", "processing_error",
+)  # fmt: skip
+#: alert severities (alerting.policy.Severity)
+SEVERITIES = ("warning", "critical")
+#: CloudEvent types (alerting.alerts FIRING, RESOLVED, DRIFT)
+ALERT_TYPES = ("io.alerting.anomaly.firing", "io.alerting.anomaly.resolved", "io.alerting.drift")
+#: why the policy held a breaching score back (alerting.policy.REASONS)
+SUPPRESSED_REASONS = ("for", "repeat_interval", "inhibited", "feedback_mute")
+#: broker operations the consume loop retries (consumers.runner)
+BROKER_OPERATIONS = ("poll", "publish", "commit", "restore")
+#: SnapshotRefused reasons and the changelog keys that are no entity (alerting.state)
+SNAPSHOT_REFUSAL_REASONS = (
+    "not_a_snapshot", "corrupt", "format_mismatch", "detector_mismatch", "config_mismatch",
+    "river_mismatch", "unsigned", "bad_signature", "too_large", "bad_key",
+)  # fmt: skip
+#: challenger outcomes (alerting.processor)
+CHALLENGER_OUTCOMES = ("started", "promoted", "discarded")
+#: InvalidSilence reasons (alerting.silences)
+SILENCE_RECORD_REASONS = ("no_key", "invalid", "key_mismatch")
+#: InvalidFeedback reasons, and unknown_alert (alerting.feedback)
+FEEDBACK_INVALID_REASONS = ("not_json", "schema", "verdict", "unknown_alert")
+#: feedback verdicts (alerting.feedback.VERDICTS)
+VERDICTS = ("true_positive", "false_positive")
+#: feedback penalty actions (feedback.action)
+PENALTY_ACTIONS = ("raise", "mute")
+#: the background readers of control topics (consumers.control)
+CONTROL_READERS = ("silences", "feedback")
+#: why a control-topic reader failed: it could not connect or find its topic, a poll
+#: failed, handling a record raised, or the reader died (then it is restarted)
+READER_FAILURE_REASONS = ("connect", "poll", "record", "crashed")
+
+
+def _every(**values: Sequence[str]) -> list[dict[str, str]]:
+    """Every combination of the label values."""
+    names = list(values)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values.values())]
+
+
+#: metric attribute -> every label set it can take that is known at start; each series is
+#: created at 0. A new counter with a bounded label set gets its row here.
+KNOWN_SERIES: dict[str, list[dict[str, str]]] = {
+    "events_processed": _every(kind=EVENT_KINDS),
+    "events_invalid": _every(reason=INVALID_EVENT_REASONS),
+    "alerts": [
+        *_every(type=ALERT_TYPES[:2], severity=SEVERITIES),
+        {"type": ALERT_TYPES[2], "severity": "warning"},  # a drift is a warning
+    ],
+    "alerts_suppressed": _every(reason=SUPPRESSED_REASONS),
+    "broker_errors": _every(operation=BROKER_OPERATIONS),
+    "snapshots_refused": _every(reason=SNAPSHOT_REFUSAL_REASONS),
+    "challengers": _every(outcome=CHALLENGER_OUTCOMES),
+    "alerts_silenced": _every(severity=SEVERITIES),
+    "control_invalid": _every(reason=SILENCE_RECORD_REASONS),
+    "feedback_invalid": _every(reason=FEEDBACK_INVALID_REASONS),
+    "feedback_penalties": _every(action=PENALTY_ACTIONS),
+    "control_reader_failures": _every(reader=CONTROL_READERS, reason=READER_FAILURE_REASONS),
+    # records skipped after failed publishes (consumers.runner): its reasons tuple goes
+    # above and its row here, e.g. "<attribute>": _every(reason=<REASONS>),
+}
+#: labelled metrics whose label values depend on the configuration or the data (the drift
+#: detector, the forwarding targets, partitions): created when first used
+OPEN_SERIES = (
+    "threshold", "drift_detections", "feedback", "feedback_precision", "consumer_lag",
+    "forward_sent", "forward_errors", "forward_dead_letters", "forward_up",
+    "control_reader_up",
+)  # fmt: skip
+
+#: ``reason`` values of ``alerting_publish_skipped_total``: why the broker or the client
+#: refuses a record for good (see :func:`consumers.port.permanent_reason`)
+PUBLISH_SKIP_REASONS = ("too_large", "invalid_record", "not_authorized", "invalid_topic", "other")
+KNOWN_SERIES["publish_skipped"] = _every(reason=PUBLISH_SKIP_REASONS)  # its series at 0 too
 
 
 class BulkHistogram(Collector):
@@ -147,6 +233,14 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+        self.publish_skipped = Counter(
+            "alerting_publish_skipped_total",
+            "Alerts, dead letters and snapshots given up on after the broker or client "
+            "refused them for good service.max_refused_attempts times (a dead letter is "
+            "first sent again as a stub), by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.live_models = Gauge(
             "alerting_live_models", "Per-entity models held in memory.", registry=r
         )
@@ -158,6 +252,18 @@ class Metrics:
         self.evictions = Counter(
             "alerting_model_evictions_total",
             "Per-entity models evicted to bound memory.",
+            registry=r,
+        )
+        self.entities_stored = Gauge(
+            "alerting_entities_stored",
+            "Entities whose state this process holds, live in memory or in the on-disk store "
+            "(bounded by state.retention_s).",
+            registry=r,
+        )
+        self.entities_expired = Counter(
+            "alerting_entities_expired_total",
+            "Entities forgotten after state.retention_s of event time without an event "
+            "(dropped from memory and disk, tombstoned in the changelog).",
             registry=r,
         )
         self.events_skipped = Counter(
@@ -259,6 +365,19 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.control_reader_up = Gauge(
+            "alerting_control_reader_up",
+            "1 while the reader of a control topic (silences, feedback) follows it, else 0.",
+            ["reader"],
+            registry=r,
+        )
+        self.control_reader_failures = Counter(
+            "alerting_control_reader_failures_total",
+            "Failures of the readers of control topics, by reader and reason: connect, poll, "
+            "record (handling one raised), crashed (the reader died and is restarted).",
+            ["reader", "reason"],
+            registry=r,
+        )
         self.feedback = Counter(
             "alerting_feedback_total",
             "Verdicts of subscribers on alerts this process published, by detector, "
@@ -336,12 +455,19 @@ class Metrics:
             ["target"],
             registry=r,
         )
+        for attribute, series in KNOWN_SERIES.items():
+            metric = getattr(self, attribute)
+            for labels in series:
+                metric.labels(**labels)  # the series exists, at 0
 
     def running(self, detector: str, model_version: str) -> None:
-        """Say which detector this process runs (a label of ``alerting_build_info``)."""
+        """Say which detector this process runs (a label of ``alerting_build_info``); its
+        feedback series exist at 0 from now on."""
         self.build.info(
             {"version": __version__, "detector": detector, "model_version": model_version}
         )
+        for labels in _every(detector=(detector,), severity=SEVERITIES, verdict=VERDICTS):
+            self.feedback.labels(**labels)
 
     def serve(self, host: str, port: int) -> int:
         """Serve ``/metrics`` over HTTP in a daemon thread; return the bound port."""

@@ -8,6 +8,17 @@ the position of the last source record it includes). :class:`EntityStore` keeps 
 idle for ``idle_ttl_s`` of *event time* out too. An entity moved out is serialised into
 a :class:`ColdStore` (on disk in the service) and comes back exactly as it was.
 
+Retention bounds what is kept at all: an entity idle for more than ``retention_s`` of
+event time (the newest event time that :data:`CLOCK_QUORUM` entities of its partition
+have reached, minus the entity's last event time) is forgotten, live or cold, by
+:meth:`EntityStore.retire` once per checkpoint, and the service writes a tombstone (its
+key, no value) to the changelog so compaction removes it there too; its next event
+starts it fresh. The sweep reads an ordered index (a heap of live entities by last event
+time, an index of the cold store by partition and time), so its cost follows the
+entities changed and forgotten, never the entities stored. An event time more than
+:data:`MAX_CLOCK_AHEAD_S` ahead of the wall clock ages nothing: one record stamped years
+ahead must not wipe a partition's state.
+
 Snapshots are versioned envelopes::
 
     b"ALST" | u32 header length | header JSON | u8 n | signature (n bytes) | zlib(body)
@@ -45,16 +56,19 @@ entity starts fresh; a bad snapshot never stops the service.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import json
 import logging
+import math
 import pickle
 import platform
 import sqlite3
 import struct
+import time
 import zlib
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -76,6 +90,15 @@ FORMAT = 2
 _LEN = struct.Struct(">I")
 #: the most a snapshot may inflate to (a forged one could be a zlib bomb)
 MAX_STATE_BYTES = 16 * 1024 * 1024
+#: the most entities one :meth:`EntityStore.retire` forgets (the rest go at the next
+#: checkpoint), so a jump in event time never stalls the loop on one huge checkpoint
+RETIRE_BATCH = 10_000
+#: an event time further ahead of the wall clock than this ages no other entity
+MAX_CLOCK_AHEAD_S = 86_400.0
+#: a partition's retention clock is the newest event time this many of its entities
+#: have reached: one entity's stray timestamp (months ahead, yet not in the future) must
+#: not age every other entity of the partition past retention
+CLOCK_QUORUM = 3
 
 
 def _river_version() -> str:
@@ -221,6 +244,7 @@ class SnapshotCodec:
             "python": self.python,
             "partition": state.partition,
             "next_offset": state.next_offset,
+            "last_seen": state.last_seen,  # read at restore for retention, body unread
             "body": body,
         }
 
@@ -312,7 +336,9 @@ class SnapshotCodec:
         if inflater.unconsumed_tail:
             raise SnapshotRefused("too_large", f"the state inflates past {MAX_STATE_BYTES} bytes")
         if not inflater.eof or inflater.unused_data:
-            raise SnapshotRefused("corrupt", "the compressed state is cut short or followed by more")
+            raise SnapshotRefused(
+                "corrupt", "the compressed state is cut short or followed by more"
+            )
         if header["body"] == "plain":
             return self._plain(payload)
         try:
@@ -336,84 +362,155 @@ class SnapshotCodec:
 
 
 class ColdStore(Protocol):
-    """Serialised states of entities that are not live, keyed by entity."""
+    """Serialised states of entities that are not live, keyed by entity, with the event
+    time of each one's last event (``None``: unknown, never taken by age)."""
 
     def get(self, entity: str) -> bytes | None: ...
-    def put(self, entity: str, partition: int, blob: bytes) -> None: ...
+    def put(
+        self, entity: str, partition: int, blob: bytes, last_seen: float | None = None
+    ) -> None: ...
     def delete(self, entity: str) -> None: ...
+    def take_older(self, partition: int, horizon: float, limit: int) -> list[str]:
+        """Delete and name up to ``limit`` entities of ``partition`` whose last event is
+        before ``horizon``, oldest first; in time that follows the number taken."""
+        ...
+
     def drop_partitions(self, partitions: set[int]) -> None: ...
     def __len__(self) -> int: ...
 
 
 class MemoryColdStore:
-    """A dict; for tests and back-tests."""
+    """A dict (and a heap by last event time per partition); for tests and back-tests."""
 
     def __init__(self) -> None:
-        self._data: dict[str, tuple[int, bytes]] = {}
+        self._data: dict[str, tuple[int, bytes, float | None]] = {}
+        # (last_seen, entity) per partition; an entry that no longer matches is skipped
+        self._by_time: dict[int, list[tuple[float, str]]] = {}
+        self._heaped = 0
 
     def get(self, entity: str) -> bytes | None:
         item = self._data.get(entity)
         return None if item is None else item[1]
 
-    def put(self, entity: str, partition: int, blob: bytes) -> None:
-        self._data[entity] = (partition, blob)
+    def put(self, entity: str, partition: int, blob: bytes, last_seen: float | None = None) -> None:
+        self._data[entity] = (partition, blob, last_seen)
+        if last_seen is not None:
+            heapq.heappush(self._by_time.setdefault(partition, []), (last_seen, entity))
+            self._heaped += 1
+            if self._heaped > 2 * len(self._data) + 1024:
+                self._reindex()
 
     def delete(self, entity: str) -> None:
         self._data.pop(entity, None)
 
+    def take_older(self, partition: int, horizon: float, limit: int) -> list[str]:
+        heap = self._by_time.get(partition)
+        taken: list[str] = []
+        while heap and heap[0][0] < horizon and len(taken) < limit:
+            last_seen, entity = heapq.heappop(heap)
+            self._heaped -= 1
+            item = self._data.get(entity)
+            if item is not None and item[0] == partition and item[2] == last_seen:
+                del self._data[entity]
+                taken.append(entity)
+        return taken
+
+    def _reindex(self) -> None:
+        self._by_time = {}
+        for entity, (partition, _, last_seen) in self._data.items():
+            if last_seen is not None:
+                self._by_time.setdefault(partition, []).append((last_seen, entity))
+        for heap in self._by_time.values():
+            heapq.heapify(heap)
+        self._heaped = sum(len(heap) for heap in self._by_time.values())
+
     def drop_partitions(self, partitions: set[int]) -> None:
         self._data = {k: v for k, v in self._data.items() if v[0] not in partitions}
+        for partition in partitions:
+            self._heaped -= len(self._by_time.pop(partition, ()))
 
     def __len__(self) -> int:
         return len(self._data)
 
 
 class SqliteColdStore:
-    """On disk, so memory stays bounded however many entities were ever seen."""
+    """On disk, so memory stays bounded however many entities were ever seen.
+
+    Indexed by (partition, last event time), so :meth:`take_older` reads only the rows it
+    takes; the row count is kept in memory (``COUNT(*)`` would scan the table).
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")  # the changelog is the durable copy
+        # rebuilt from the changelog at assignment, so an older layout is simply replaced
+        self._db.execute("DROP TABLE IF EXISTS state")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS state "
-            "(entity TEXT PRIMARY KEY, partition INTEGER, blob BLOB)"
+            "CREATE TABLE state "
+            "(entity TEXT PRIMARY KEY, partition INTEGER, blob BLOB, last_seen REAL)"
         )
-        self._db.execute("DELETE FROM state")  # rebuilt from the changelog at assignment
+        self._db.execute("CREATE INDEX state_by_age ON state (partition, last_seen)")
+        self._rows = 0
 
     def get(self, entity: str) -> bytes | None:
         row = self._db.execute("SELECT blob FROM state WHERE entity = ?", (entity,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def put(self, entity: str, partition: int, blob: bytes) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO state (entity, partition, blob) VALUES (?, ?, ?)",
-            (entity, partition, blob),
+    def put(self, entity: str, partition: int, blob: bytes, last_seen: float | None = None) -> None:
+        updated = self._db.execute(
+            "UPDATE state SET partition = ?, blob = ?, last_seen = ? WHERE entity = ?",
+            (partition, blob, last_seen, entity),
         )
+        if updated.rowcount == 0:
+            self._db.execute(
+                "INSERT INTO state (entity, partition, blob, last_seen) VALUES (?, ?, ?, ?)",
+                (entity, partition, blob, last_seen),
+            )
+            self._rows += 1
 
-    def put_many(self, rows: list[tuple[str, int, bytes]]) -> None:
+    def put_many(
+        self, rows: Iterable[tuple[str, int, bytes] | tuple[str, int, bytes, float | None]]
+    ) -> None:
         self._db.execute("BEGIN")
-        self._db.executemany(
-            "INSERT OR REPLACE INTO state (entity, partition, blob) VALUES (?, ?, ?)", rows
-        )
-        self._db.execute("COMMIT")
+        try:
+            for row in rows:
+                self.put(*row)
+        finally:
+            self._db.execute("COMMIT")
 
     def delete(self, entity: str) -> None:
-        self._db.execute("DELETE FROM state WHERE entity = ?", (entity,))
+        self._rows -= self._db.execute("DELETE FROM state WHERE entity = ?", (entity,)).rowcount
+
+    def take_older(self, partition: int, horizon: float, limit: int) -> list[str]:
+        rows = self._db.execute(
+            "SELECT entity FROM state WHERE partition = ? AND last_seen < ? "
+            "ORDER BY last_seen LIMIT ?",
+            (partition, horizon, limit),
+        ).fetchall()
+        if not rows:
+            return []
+        self._db.execute("BEGIN")
+        self._rows -= self._db.executemany("DELETE FROM state WHERE entity = ?", rows).rowcount
+        self._db.execute("COMMIT")
+        return [str(row[0]) for row in rows]
 
     def drop_partitions(self, partitions: set[int]) -> None:
-        self._db.executemany("DELETE FROM state WHERE partition = ?", [(p,) for p in partitions])
+        self._rows -= self._db.executemany(
+            "DELETE FROM state WHERE partition = ?", [(p,) for p in partitions]
+        ).rowcount
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM state").fetchone()[0])
+        return self._rows
 
     def close(self) -> None:
         self._db.close()
 
 
 class EntityStore:
-    """Live entity states, bounded by count (LRU) and idleness (event-time TTL)."""
+    """Live entity states, bounded by count (LRU) and idleness (event-time TTL); every
+    stored state (live or cold) bounded by event-time retention (:meth:`retire`)."""
 
     def __init__(
         self,
@@ -422,19 +519,37 @@ class EntityStore:
         max_live: int = 100_000,
         idle_ttl_s: float | None = None,
         cold: ColdStore | None = None,
+        retention_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+        clock_quorum: int = CLOCK_QUORUM,
     ) -> None:
         if max_live < 1:
             raise ValueError(f"max_live must be at least 1, got {max_live}")
+        if clock_quorum < 1:
+            raise ValueError(f"clock_quorum must be at least 1, got {clock_quorum}")
+        self.clock_quorum = clock_quorum
         if idle_ttl_s is not None and not idle_ttl_s > 0:
             raise ValueError(f"idle_ttl_s must be positive, got {idle_ttl_s}")
         self.factory = factory
         self.codec = codec
         self.max_live = max_live
         self.idle_ttl_s = idle_ttl_s
+        self.retention_s = retention_s
+        self.clock = clock  # wall clock, only to ignore event times far ahead of it
         self.cold: ColdStore = cold if cold is not None else MemoryColdStore()
         self._live: OrderedDict[str, EntityState] = OrderedDict()
         self._dirty: set[str] = set()  # live, changed since their last snapshot
         self._unsaved: dict[str, tuple[int, bytes]] = {}  # evicted before their snapshot
+        self._stale: set[str] = set()  # live, with an older copy still in the cold store
+        # retention: the newest event time each partition's states include, and a heap
+        # per partition of (last_seen, entity) over live entities; an entry is current
+        # only while _indexed holds the same (partition, last_seen) for the entity
+        self._newest: dict[int, float] = {}
+        # per partition, the clock_quorum entities with the newest event times, newest first
+        self._front: dict[int, list[tuple[float, str]]] = {}
+        self._by_time: dict[int, list[tuple[float, str]]] = {}
+        self._indexed: dict[str, tuple[int, float]] = {}
+        self._heaped = 0
         self.evictions = 0
         self.created = 0
         self.loaded = 0
@@ -444,8 +559,23 @@ class EntityStore:
         self.on_leave: Callable[[EntityState], None] | None = None
 
     @property
+    def retention_s(self) -> float | None:
+        return self._retention_s
+
+    @retention_s.setter
+    def retention_s(self, value: float | None) -> None:
+        if value is not None and not value > 0:  # also refuses NaN
+            raise ValueError(f"retention_s must be positive (or None: keep forever), got {value}")
+        self._retention_s = value
+
+    @property
     def live(self) -> int:
         return len(self._live)
+
+    @property
+    def stored(self) -> int:
+        """Entities whose state is held, live or cold, each counted once."""
+        return len(self._live) + len(self.cold) - len(self._stale)
 
     def __iter__(self) -> Iterator[tuple[str, EntityState]]:
         return iter(self._live.items())
@@ -500,6 +630,7 @@ class EntityStore:
             self._refuse(entity, refused)
             return None
         self.loaded += 1
+        self._stale.add(entity)  # its cold copy stays until it is moved out again
         return state
 
     def _refuse(self, entity: str, refused: SnapshotRefused) -> None:
@@ -523,8 +654,11 @@ class EntityStore:
 
     def _evict(self, entity: str) -> None:
         state = self._live.pop(entity)
+        self._stale.discard(entity)
+        self._indexed.pop(entity, None)
+        self._advance(state.partition, state.last_seen, entity)
         blob = self.codec.encode(state)
-        self.cold.put(entity, state.partition, blob)
+        self.cold.put(entity, state.partition, blob, state.last_seen)
         if entity in self._dirty:
             self._dirty.discard(entity)
             self._unsaved[entity] = (state.partition, blob)
@@ -542,8 +676,108 @@ class EntityStore:
             self._evict(entity)
         return len(idle)
 
+    def retire(self, limit: int = RETIRE_BATCH) -> list[tuple[str, int]]:
+        """Forget up to ``limit`` entities, live or cold, idle for more than ``retention_s``
+        of event time: their last event is older than the newest event time of their
+        partition's states (ignoring those more than :data:`MAX_CLOCK_AHEAD_S` past the
+        wall clock) minus ``retention_s``. (entity, partition) of each, for the changelog's
+        tombstones; none of them is in the next :meth:`snapshots`.
+
+        Once per checkpoint, before :meth:`snapshots`: its cost follows the entities
+        changed since the last call and those forgotten (log n each), not those stored.
+        """
+        retention = self._retention_s
+        if retention is None:
+            return []
+        self._index_changed()
+        out: list[tuple[str, int]] = []
+        for partition, newest in self._newest.items():
+            if len(out) >= limit:
+                break
+            horizon = newest - retention
+            self._retire_live(partition, horizon, limit, out)
+            if len(out) >= limit:
+                break
+            for entity in self.cold.take_older(partition, horizon, limit - len(out)):
+                if entity in self._live:  # an older copy of a live state: the live one counts
+                    self._stale.discard(entity)
+                    continue
+                self._unsaved.pop(entity, None)
+                out.append((entity, partition))
+        return out
+
+    def _advance(
+        self, partition: int, last_seen: float, entity: str, ceiling: float | None = None
+    ) -> None:
+        """Move the partition's retention clock on: the newest event time that
+        ``clock_quorum`` of its entities have reached (an event time past ``ceiling``,
+        the wall clock plus MAX_CLOCK_AHEAD_S, is ignored: it ages nothing)."""
+        front = self._front.setdefault(partition, [])
+        quorum = self.clock_quorum
+        if len(front) == quorum and last_seen <= front[-1][0]:
+            return  # the common case: not among the newest
+        if ceiling is None:
+            ceiling = self.clock() + MAX_CLOCK_AHEAD_S
+        if last_seen > ceiling:
+            return
+        for index, (seen, who) in enumerate(front):
+            if who == entity:
+                if seen >= last_seen:
+                    return
+                del front[index]
+                break
+        front.append((last_seen, entity))
+        front.sort(reverse=True)
+        del front[quorum:]
+        if len(front) == quorum:
+            self._newest[partition] = front[-1][0]
+
+    def _index_changed(self) -> None:
+        """Put the live entities changed since the last call into the heaps by time."""
+        indexed, by_time = self._indexed, self._by_time
+        ceiling = self.clock() + MAX_CLOCK_AHEAD_S
+        for entity in self._dirty:
+            state = self._live.get(entity)
+            if state is None:
+                continue
+            key = (state.partition, state.last_seen)
+            if indexed.get(entity) == key:
+                continue
+            indexed[entity] = key
+            heapq.heappush(by_time.setdefault(key[0], []), (key[1], entity))
+            self._heaped += 1
+            self._advance(key[0], key[1], entity, ceiling)
+        if self._heaped > 2 * len(indexed) + 1024:  # mostly outdated entries: rebuild
+            self._by_time = {}
+            for entity, (partition, last_seen) in indexed.items():
+                self._by_time.setdefault(partition, []).append((last_seen, entity))
+            for heap in self._by_time.values():
+                heapq.heapify(heap)
+            self._heaped = len(indexed)
+
+    def _retire_live(
+        self, partition: int, horizon: float, limit: int, out: list[tuple[str, int]]
+    ) -> None:
+        heap = self._by_time.get(partition)
+        while heap and heap[0][0] < horizon and len(out) < limit:
+            last_seen, entity = heapq.heappop(heap)
+            self._heaped -= 1
+            if self._indexed.get(entity) != (partition, last_seen):
+                continue  # outdated: the entity changed, moved out or is gone
+            del self._indexed[entity]
+            state = self._live.pop(entity)
+            self._dirty.discard(entity)
+            if entity in self._stale:
+                self._stale.discard(entity)
+                self.cold.delete(entity)
+            if self.on_leave is not None:
+                self.on_leave(state)
+            out.append((entity, partition))
+
     def snapshots(self) -> list[tuple[str, int, bytes]]:
         """(entity, partition, snapshot) for every state changed since the last call."""
+        if self._retention_s is not None:
+            self._index_changed()  # what changed stays known to retire() after this
         out = [(e, p, b) for e, (p, b) in self._unsaved.items()]
         self._unsaved.clear()
         for entity in self._dirty:
@@ -572,16 +806,25 @@ class EntityStore:
 
     def restore(self, entity: str, partition: int, blob: bytes | None) -> bool:
         """Take a changelog record; False if refused. ``None`` (a tombstone) deletes."""
-        self._live.pop(entity, None)
+        if self._live.pop(entity, None) is not None:
+            self._indexed.pop(entity, None)
+            self._stale.discard(entity)
         if blob is None:
             self.cold.delete(entity)
             return True
         try:
-            self.codec.check(blob)
+            last_seen = self.codec.check(blob).get("last_seen")
+            if last_seen is None:  # written before headers carried it: read the body
+                last_seen = self.codec.decode(blob).last_seen
+            if isinstance(last_seen, bool) or not isinstance(last_seen, int | float):
+                raise SnapshotRefused("corrupt", f"header last_seen is {last_seen!r}")
+            if not math.isfinite(last_seen):
+                raise SnapshotRefused("corrupt", f"header last_seen is {last_seen!r}")
         except SnapshotRefused as refused:
             self._refuse(entity, refused)
             return False
-        self.cold.put(entity, partition, blob)
+        self.cold.put(entity, partition, blob, float(last_seen))
+        self._advance(partition, float(last_seen), entity)
         return True
 
     def drop_partitions(self, partitions: set[int]) -> None:
@@ -589,10 +832,16 @@ class EntityStore:
         for entity in [e for e, s in self._live.items() if s.partition in partitions]:
             state = self._live.pop(entity)
             self._dirty.discard(entity)
+            self._stale.discard(entity)
+            self._indexed.pop(entity, None)
             if self.on_leave is not None:
                 self.on_leave(state)
         self._unsaved = {e: v for e, v in self._unsaved.items() if v[0] not in partitions}
         self.cold.drop_partitions(partitions)
+        for partition in partitions:  # its watermark comes back with its restored states
+            self._newest.pop(partition, None)
+            self._front.pop(partition, None)
+            self._heaped -= len(self._by_time.pop(partition, ()))
 
 
 def estimate_model_bytes(factory: Callable[[], EntityState], samples: int = 8) -> int:

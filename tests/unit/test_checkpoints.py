@@ -16,7 +16,7 @@ from alerting.events import Metric, decode
 from alerting.metrics import Metrics
 from alerting.policy import AlertPolicy
 from alerting.processor import Processor
-from alerting.state import SnapshotCodec
+from alerting.state import CLOCK_QUORUM, SnapshotCodec
 from alerting.thresholds import FixedThreshold
 from consumers.port import Outgoing
 from consumers.runner import Service
@@ -619,3 +619,92 @@ def test_a_partition_whose_restore_failed_waits_for_its_state() -> None:
     assert processor.store.created == 0 and processor.store.loaded >= 1
     assert [json.loads(m.value or b"")["subject"] for m in port.published_to(ALERTS)] == ["a"]
     assert value(metrics, "alerting_broker_errors_total", operation="restore") == 2
+
+
+# -- retention: tombstones through the checkpoint -----------------------------------------
+
+
+def retaining_processor(retention_s: float, quorum: int = 1) -> Processor:
+    """Retention on; the clock the partition's newest event time unless ``quorum`` (the
+    service's default, 3, waits for that many entities to reach a time)."""
+    processor = make_processor()
+    processor.store.retention_s = retention_s
+    processor.store.clock_quorum = quorum
+    return processor
+
+
+def test_one_entitys_stray_event_time_ages_no_other_entity() -> None:
+    # a plausible but wrong time (months ahead of its stream, not of the wall clock) on
+    # one record: with the default quorum the partition's other entities keep their state
+    port = FakePort()
+    for name in ("a", "b", "c"):
+        for event in calm(name, 8):
+            port.add_event(event, partition=0)
+    port.add_event(Metric(entity="odd", values={"load": 1.0}, time=START + 150 * 86400))
+    processor = retaining_processor(retention_s=7 * 86400.0, quorum=CLOCK_QUORUM)
+    service, metrics = make_service(port, processor, interval=NEVER)
+    service.run_once()
+    assert service.checkpoint()
+    tombstones = [m for m in port.published_to(CHANGELOG) if m.value is None]
+    assert tombstones == [] and value(metrics, "alerting_entities_expired_total") == 0
+    assert processor.store.stored == 4
+    # once enough entities of the partition have reached that time, the clock follows
+    for name in ("b", "c"):
+        port.add_event(Metric(entity=name, values={"load": 1.0}, time=START + 150 * 86400))
+    service.run_once()
+    assert service.checkpoint()
+    tombstones = [m.key for m in port.published_to(CHANGELOG) if m.value is None]
+    assert tombstones == [b"a"]
+
+
+def test_entities_idle_past_retention_are_tombstoned_at_the_checkpoint() -> None:
+    port = FakePort()
+    for name, partition in [("a", 0), ("b", 1), ("c", 0)]:
+        for event in calm(name, 8):
+            port.add_event(event, partition=partition)
+    processor = retaining_processor(retention_s=500.0)
+    service, metrics = make_service(port, processor, interval=NEVER)
+    service.run_once()
+    assert service.checkpoint()
+    assert value(metrics, "alerting_entities_stored") == 3
+    assert value(metrics, "alerting_entities_expired_total") == 0
+    # much later in event time: c and a new entity d; a and b have been idle past retention
+    port.add_event(Metric(entity="c", values={"load": 1.0}, time=START + 1000), partition=0)
+    port.add_event(Metric(entity="d", values={"load": 1.0}, time=START + 1000), partition=1)
+    mark = len(port.published_to(CHANGELOG))
+    service.run_once()
+    assert service.checkpoint()
+    written = port.published_to(CHANGELOG)[mark:]
+    tombstones = [(m.key, m.partition) for m in written if m.value is None]
+    assert sorted(tombstones) == [(b"a", 0), (b"b", 1)]
+    snapshots = sorted(m.key or b"" for m in written if m.value is not None)
+    assert snapshots == [b"c", b"d"]
+    assert written[-2:] == [m for m in written if m.value is None]  # after the snapshots
+    assert value(metrics, "alerting_entities_expired_total") == 2
+    assert value(metrics, "alerting_entities_stored") == 2
+    assert value(metrics, "alerting_snapshots_total") == 3 + 2  # tombstones are not snapshots
+
+    # a new process restores only the live ones; a comes back fresh with its next event
+    port.add_event(Metric(entity="a", values={"load": 1.0}, time=START + 1001), partition=0)
+    port.restart()
+    again = retaining_processor(retention_s=500.0)
+    second, metrics2 = make_service(port, again, interval=NEVER)
+    second.run_once()
+    assert again.store.loaded == 0 and again.store.created == 1  # a: fresh
+    assert again.store.get("a", 0, 0.0).seen == 1
+    assert again.store.get("c", 0, 0.0).seen == 9  # restored, then seen
+    assert second.checkpoint()
+    assert value(metrics2, "alerting_entities_stored") == 3  # a, c, d
+    assert value(metrics2, "alerting_entities_expired_total") == 0
+
+
+def test_without_a_changelog_retention_still_bounds_the_store() -> None:
+    port = FakePort()
+    for i in range(50):
+        port.add_event(Metric(entity=f"e{i}", values={"load": 1.0}, time=START + 100 * i))
+    processor = retaining_processor(retention_s=450.0)
+    service, metrics = make_service(port, processor, changelog=None, max_batch_records=5)
+    drain(service)
+    assert processor.store.stored == 5  # the last 450 s of event time: 5 entities
+    assert value(metrics, "alerting_entities_stored") == 5
+    assert value(metrics, "alerting_entities_expired_total") == 45

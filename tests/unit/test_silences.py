@@ -9,7 +9,10 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -567,3 +570,217 @@ def test_list_and_feedback_need_a_cluster(
     with pytest.raises(SystemExit) as exited:
         main(["feedback", "abc", "--verdict", "maybe"])
     assert exited.value.code == 2
+
+
+# -- the control-topic readers: failures counted, logged rate-limited, restarted ---------
+
+
+class FakeControlConsumer:
+    """The part of a kafka-python consumer a TopicReader uses; ``script`` is what each
+    poll does: a list of record values to deliver, or an exception to raise."""
+
+    def __init__(self, script: list[object], crash_on_assign: bool = False) -> None:
+        self.script = list(script)
+        self.crash_on_assign = crash_on_assign
+        self.offset = 0
+        self.closed = False
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
+
+    def assign(self, tps: object) -> None:
+        if self.crash_on_assign:
+            raise ValueError("the client is in a bad state")
+
+    def seek_to_beginning(self, *tps: object) -> None:
+        pass
+
+    def poll(self, timeout_ms: int = 0, max_records: int = 0) -> dict[object, list[object]]:
+        from fakes import raw_record
+
+        if not self.script:
+            time.sleep(0.005)
+            return {}
+        step = self.script.pop(0)
+        if isinstance(step, BaseException):
+            raise step
+        assert isinstance(step, list)
+        records = [raw_record(v, self.offset + i, topic="silences") for i, v in enumerate(step)]
+        self.offset += len(records)
+        return {"tp": records}
+
+    def highwater(self, tp: object) -> int:
+        return self.offset
+
+    def position(self, tp: object) -> int:
+        return self.offset
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def until(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def reader_for(
+    metrics: Metrics,
+    consumers: list[object],
+    handle: Callable[[object], None] | None = None,
+    **kw: object,
+) -> tuple[Any, list[bytes | None]]:
+    from alerting.settings import load_settings
+    from consumers.control import TopicReader
+
+    seen: list[bytes | None] = []
+
+    def make() -> object:
+        step = consumers.pop(0) if len(consumers) > 1 else consumers[0]
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    reader = TopicReader(
+        load_settings(),
+        "silences",
+        handle or (lambda record: seen.append(record.value)),  # type: ignore[attr-defined]
+        name="silences",
+        metrics=metrics,
+        consumer=make,
+        first_backoff_s=0.01,
+        max_backoff_s=0.04,
+        poll_retry_s=0.001,
+        **kw,  # type: ignore[arg-type]
+    )
+    return reader, seen
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+def test_a_reader_that_dies_is_restarted_with_backoff_and_the_loop_never_sees_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics(CollectorRegistry())
+    broken = FakeControlConsumer([[b"one"]], crash_on_assign=True)
+    healthy = FakeControlConsumer([[b"two"], [b"three"]])
+    reader, seen = reader_for(metrics, [ConnectionError("no broker"), broken, healthy])
+    assert sample(metrics, "alerting_control_reader_up", reader="silences") == 0
+    with caplog.at_level(logging.WARNING, logger="consumers.control"):
+        reader.start()
+        until(lambda: seen == [b"two", b"three"])
+        until(lambda: sample(metrics, "alerting_control_reader_up", reader="silences") == 1)
+        assert reader.is_alive() and reader.restarts == 2 and broken.closed
+        reader.stop()
+    assert sample(metrics, "alerting_control_reader_up", reader="silences") == 0
+    failures = "alerting_control_reader_failures_total"
+    assert sample(metrics, failures, reader="silences", reason="connect") == 1
+    assert sample(metrics, failures, reader="silences", reason="crashed") == 1
+    assert sample(metrics, failures, reader="silences", reason="poll") == 0
+    text = caplog.text
+    assert "connect" in text and "no broker" in text
+    assert "crashed" in text and "bad state" in text and "restarting in" in text
+
+
+def test_each_failed_poll_is_counted_and_the_same_failure_logged_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics(CollectorRegistry())
+    flaky = FakeControlConsumer([ConnectionError("timed out")] * 5 + [[b"after"]])
+    reader, seen = reader_for(metrics, [flaky])
+    with caplog.at_level(logging.WARNING, logger="consumers.control"):
+        reader.start()
+        until(lambda: seen == [b"after"])
+        reader.stop()
+    failures = "alerting_control_reader_failures_total"
+    assert sample(metrics, failures, reader="silences", reason="poll") == 5
+    logged = [r for r in caplog.records if "timed out" in r.getMessage()]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+    assert "reading silences again after 5 failed polls" in caplog.text
+
+
+def test_distinct_failures_are_each_logged_and_repeats_counted_in_the_next_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from consumers.control import FailureLog
+
+    now = [0.0]
+    counted: list[str] = []
+    failures = FailureLog("reader of s", counted.append, every_s=60.0, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="consumers.control"):
+        failures.failed("poll", ConnectionError("a"))
+        failures.failed("poll", ConnectionError("b"))  # same reason and type: only counted
+        failures.failed("poll", TimeoutError("c"))  # another failure: logged
+        failures.failed("record", ValueError("d"))
+        now[0] = 61.0
+        failures.failed("poll", ConnectionError("e"))
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 4, messages
+    assert "'a'" in messages[0] and "'c'" in messages[1] and "'d'" in messages[2]
+    assert "'e'" in messages[3] and "and 1 more like it" in messages[3]
+    assert counted == ["poll", "poll", "poll", "record", "poll"]
+
+
+def test_a_record_whose_handling_raises_is_counted_logged_and_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics(CollectorRegistry())
+    handled: list[bytes | None] = []
+
+    def handle(record: Any) -> None:
+        if record.value == b"bad":
+            raise KeyError("bug")
+        handled.append(record.value)
+
+    consumer = FakeControlConsumer([[b"bad", b"ok", b"bad", b"bad"], [b"last"]])
+    reader, _ = reader_for(metrics, [consumer], handle=handle)
+    with caplog.at_level(logging.WARNING, logger="consumers.control"):
+        reader.start()
+        until(lambda: handled == [b"ok", b"last"])
+        reader.stop()
+    failures = "alerting_control_reader_failures_total"
+    assert sample(metrics, failures, reader="silences", reason="record") == 3
+    assert len([r for r in caplog.records if "bug" in r.getMessage()]) == 1
+    assert reader.restarts == 0
+
+
+def test_a_reader_thread_that_ends_is_replaced_from_the_consume_loop() -> None:
+    from consumers.control import AlertControl
+
+    metrics = Metrics(CollectorRegistry())
+    control = AlertControl(metrics)
+    consumer = FakeControlConsumer([[b"x"]])
+    reader, seen = reader_for(metrics, [consumer])
+
+    reader._follow = lambda: None  # type: ignore[method-assign]  # it returns: the thread ends
+    control.readers.append(reader)
+    reader.start()
+    reader.join(5)
+    now = [100.0]
+    control._supervise(clock=lambda: now[0])  # found gone: a new one after the backoff
+    assert control.readers[0] is reader
+    control._supervise(clock=lambda: now[0] + 0.005)
+    assert control.readers[0] is reader  # not yet
+    now[0] += 0.02
+    control._supervise(clock=lambda: now[0])
+    fresh = control.readers[0]
+    assert fresh is not reader and fresh.restarts == 1
+    until(lambda: seen == [b"x"])
+    assert fresh.is_alive()
+    failures = "alerting_control_reader_failures_total"
+    assert sample(metrics, failures, reader="silences", reason="crashed") == 1
+    control.stop()
+    assert not fresh.is_alive()
+
+
+def test_the_cli_reader_is_not_restarted_and_reports_its_error() -> None:
+    metrics = Metrics(CollectorRegistry())
+    reader, _ = reader_for(metrics, [ConnectionError("refused")], restart=False)
+    reader.start()
+    assert reader.ready.wait(5)
+    reader.join(5)
+    assert not reader.is_alive() and isinstance(reader.error, ConnectionError)

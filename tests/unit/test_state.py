@@ -4,6 +4,7 @@ the processor's restore-and-skip path (crash replay gives the alerts of an unint
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import random
 import struct
@@ -52,9 +53,7 @@ def detector() -> RollingZScore:
     return RollingZScore(window=16, min_history=4)
 
 
-def codec(
-    threshold: Callable[[], Threshold] | None = None, **overrides: object
-) -> SnapshotCodec:
+def codec(threshold: Callable[[], Threshold] | None = None, **overrides: object) -> SnapshotCodec:
     """A codec for states of ``detector()`` and ``threshold()`` (plain snapshots are read
     into a fresh one of those); ``overrides`` change the header or add a key."""
 
@@ -182,6 +181,7 @@ def test_header_names_format_detector_config_versions_and_position() -> None:
         "python": CODEC.python,
         "partition": 3,
         "next_offset": 1234,
+        "last_seen": state.last_seen,
         "body": "plain",
     }
     assert CODEC.check(blob) == header
@@ -889,3 +889,280 @@ def test_a_refusal_reason_is_logged_once_even_across_metric_drains(
         store.refused.clear()  # what the service does once per batch
     refusals = [r for r in caplog.records if "refused" in r.getMessage()]
     assert len(refusals) == 1
+
+
+# -- retention: entities idle past state.retention_s are forgotten ----------------------
+
+WALL = 2e9  # a wall clock past every event time of these tests
+
+
+def retaining(
+    retention_s: float = 100.0,
+    max_live: int = 100_000,
+    cold: MemoryColdStore | SqliteColdStore | None = None,
+    idle_ttl_s: float | None = None,
+    quorum: int = 1,
+) -> EntityStore:
+    """A store with retention; its clock the newest event time of ``quorum`` entities (1:
+    the partition's newest, which the tests of the other rules read most simply)."""
+    return EntityStore(
+        lambda: EntityState(detector()),
+        CODEC,
+        max_live=max_live,
+        idle_ttl_s=idle_ttl_s,
+        cold=cold,
+        retention_s=retention_s,
+        clock=lambda: WALL,
+        clock_quorum=quorum,
+    )
+
+
+def see(store: EntityStore, entity: str, t: float, partition: int = 0) -> EntityState:
+    """What the processor does with an event: get the state, learn, note the time."""
+    state = store.get(entity, partition, t)
+    state.partition = partition
+    state.seen += 1
+    state.last_seen = max(state.last_seen, t)
+    return state
+
+
+def test_entities_idle_past_retention_are_forgotten_live_and_cold() -> None:
+    store = retaining(retention_s=100.0, max_live=2)
+    for entity, t in [("a", 0.0), ("b", 50.0), ("c", 120.0), ("d", 150.0)]:
+        see(store, entity, t)
+    assert sorted(e for e, _ in store) == ["c", "d"]  # a and b moved out (LRU), still stored
+    assert store.stored == 4
+    assert store.retire() == [("a", 0)]  # newest 150: a idle 150 s, b exactly 100 s: kept
+    see(store, "b", 40.0)  # a late event: b's last event time stays 50
+    see(store, "d", 200.0)  # newest 200: b idle 150 s
+    assert store.retire() == [("b", 0)]
+    assert store.cold.get("a") is None and store.cold.get("b") is None
+    assert store.stored == 2 and [e for e, _ in store] == ["d"]  # b's return moved c out
+    assert {e for e, _, _ in store.snapshots()} == {"c", "d"}  # no snapshot of a forgotten one
+    see(store, "d", 230.0)  # c: idle 110 s, live
+    assert store.retire() == [("c", 0)]
+    assert [e for e, _ in store] == ["d"] and store.stored == 1
+    assert see(store, "a", 231.0).seen == 1  # back as a fresh entity
+    assert store.retire() == [] and store.stored == 2  # a is live again, d is recent
+
+
+def test_retention_is_off_by_default_and_validated() -> None:
+    store = EntityStore(lambda: EntityState(detector()), CODEC)
+    see(store, "a", 0.0)
+    see(store, "b", 1e9)
+    assert store.retention_s is None and store.retire() == [] and store.stored == 2
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="retention_s"):
+            EntityStore(lambda: EntityState(detector()), CODEC, retention_s=bad)
+
+
+def test_retention_clock_is_per_partition() -> None:
+    # a partition that lags behind (catching up after an outage) keeps its entities
+    store = retaining(retention_s=100.0)
+    see(store, "old-0", 0.0, partition=0)
+    see(store, "old-1", 0.0, partition=1)
+    see(store, "new-1", 1000.0, partition=1)
+    assert store.retire() == [("old-1", 1)]
+    see(store, "new-0", 100.0, partition=0)  # partition 0's newest: 100, not past 100 s
+    assert store.retire() == []
+    see(store, "new-0", 100.5, partition=0)
+    assert store.retire() == [("old-0", 0)]
+
+
+def test_an_event_time_far_ahead_of_the_wall_clock_ages_nothing() -> None:
+    store = retaining(retention_s=3600.0)
+    see(store, "a", WALL - 60)
+    see(store, "bogus", WALL + 30 * 86400)  # a record stamped a month ahead
+    assert store.retire() == []
+    assert {e for e, _ in store} == {"a", "bogus"}
+
+
+def test_a_retire_batch_is_bounded_and_the_rest_go_next_time() -> None:
+    store = retaining(retention_s=10.0, max_live=50)
+    for i in range(300):
+        see(store, f"e{i}", float(i))
+    see(store, "now", 1000.0)
+    first = store.retire(limit=120)
+    assert len(first) == 120
+    rest = store.retire(limit=1000)
+    assert len(rest) == 180 and not set(first) & set(rest)
+    assert store.stored == 1
+
+
+@pytest.mark.parametrize("sqlite", [False, True])
+def test_stored_entities_stay_bounded_however_many_were_ever_seen(
+    sqlite: bool, tmp_path: Path
+) -> None:
+    cold = SqliteColdStore(tmp_path / "cold.db") if sqlite else MemoryColdStore()
+    store = retaining(retention_s=500.0, max_live=64, cold=cold)
+    rng = random.Random(3)
+    most = 0
+    for i in range(6000):  # one new entity per second, a few hot ones throughout
+        t = float(i)
+        see(store, f"new{i}", t, partition=i % 3)
+        hot = f"hot{rng.randrange(4)}"
+        see(store, hot, t, partition=int(hot[-1]) % 3)
+        if i % 50 == 49:  # a checkpoint
+            store.retire()
+            store.snapshots()
+            most = max(most, store.stored)
+            assert store._heaped <= 2 * len(store._indexed) + 1024  # the index stays bounded
+    # about retention_s worth of new entities (+ one checkpoint interval) and the hot ones
+    assert 500 <= most <= 500 + 50 + 3 + 4
+    assert store.stored == len(cold) + store.live - len(store._stale)
+    if sqlite:
+        rows = cold._db.execute("SELECT COUNT(*) FROM state").fetchone()[0]  # type: ignore[union-attr]
+        assert len(cold) == rows
+        cold.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_retire_matches_a_brute_force_recompute_on_random_streams(
+    seed: int, tmp_path: Path
+) -> None:
+    """Which entities expire, against the rule recomputed from scratch: an entity is
+    forgotten at a retire when the partition's clock (the newest event time ``quorum`` of
+    its entities have reached) minus its own last event time is more than retention_s,
+    whether it is live or cold."""
+    rng = random.Random(seed)
+    retention = rng.choice([20.0, 60.0, 150.0])
+    quorum = [1, 2, 3][seed % 3]
+    cold = SqliteColdStore(tmp_path / "cold.db") if seed % 2 else MemoryColdStore()
+    store = retaining(
+        retention_s=retention,
+        max_live=rng.choice([1, 4, 16, 1000]),
+        cold=cold,
+        idle_ttl_s=rng.choice([None, 10.0, 40.0]),
+        quorum=quorum,
+    )
+    names = [f"e{i}" for i in range(60)]
+    weights = [1.0 / (i + 1) for i in range(len(names))]
+    last: dict[str, float] = {}  # stored entities: their last event time
+    newest: dict[int, dict[str, float]] = {}  # partition: entity: its newest event time
+    now = 1000.0
+    forgotten = 0
+    for op in range(1500):
+        r = rng.random()
+        if r < 0.85:
+            now += rng.expovariate(1.0) if rng.random() > 0.05 else rng.uniform(20, 200)
+            t = now - rng.uniform(0, 30) if rng.random() < 0.1 else now  # late events too
+            entity = rng.choices(names, weights)[0]
+            partition = partition_of(entity)
+            state = see(store, entity, t, partition)
+            last[entity] = max(last.get(entity, -math.inf), t)
+            assert state.last_seen == last[entity], op
+            times = newest.setdefault(partition, {})
+            times[entity] = max(times.get(entity, -math.inf), t)
+        elif r < 0.9:
+            store.expire(now)  # the idle TTL moves entities out, never forgets them
+        elif r < 0.97:
+            clock = {
+                p: sorted(times.values())[-quorum] if len(times) >= quorum else -math.inf
+                for p, times in newest.items()
+            }
+            expected = {
+                (e, partition_of(e))
+                for e, seen in last.items()
+                if seen < clock[partition_of(e)] - retention
+            }
+            got = store.retire(limit=10_000)
+            assert len(got) == len(set(got)), op
+            assert set(got) == expected, op
+            for entity, _ in got:
+                del last[entity]
+            forgotten += len(got)
+            assert {e for e, _, _ in store.snapshots()}.isdisjoint({e for e, _ in got}), op
+        else:
+            store.snapshots()
+        assert store.stored == len(last), op
+    assert forgotten > 0
+    for entity in names:  # what is left is exactly what the rule keeps, as it was
+        blob = store.cold.get(entity)
+        live = dict(iter(store)).get(entity)
+        if entity not in last:
+            assert blob is None and live is None, entity
+        else:
+            kept = live if live is not None else CODEC.decode(blob or b"")
+            assert kept.last_seen == last[entity], entity
+    if seed % 2:
+        cold.close()  # type: ignore[union-attr]
+
+
+def test_restored_tombstones_leave_the_entity_fresh_and_headers_set_the_clock() -> None:
+    source = retaining(retention_s=100.0)
+    for entity, t in [("gone", 0.0), ("kept", 150.0), ("newest", 200.0)]:
+        for _ in range(3):
+            see(source, entity, t)
+    changelog = [(e, p, blob) for e, p, blob in source.snapshots()]
+    retired = source.retire()
+    assert retired == [("gone", 0)]
+    changelog += [(e, p, None) for e, p in retired]  # what the service writes
+
+    store = retaining(retention_s=100.0)
+    for entity, partition, blob in changelog:
+        assert store.restore(entity, partition, blob)
+    assert store.cold.get("gone") is None
+    assert store.stored == 2
+    assert store.get("gone", 0, 201.0).seen == 0  # fresh
+    assert store.get("kept", 0, 201.0).seen == 3  # as it was
+    # the restored headers say how far partition 0 got: no event is needed to age them
+    again = retaining(retention_s=40.0)
+    for entity, partition, blob in changelog[:-1]:
+        assert again.restore(entity, partition, blob)
+    assert sorted(again.retire()) == [("gone", 0), ("kept", 0)]
+
+
+def test_a_snapshot_without_last_seen_in_its_header_is_read_from_its_body() -> None:
+    state = trained_state()
+    state.last_seen = 42.0
+    blob = CODEC.encode(state)
+    head = SnapshotCodec.read_header(blob)
+    del head["last_seen"]  # as written before headers carried it
+    body = blob[8 + struct.unpack(">I", blob[4:8])[0] :]  # no signature: n = 0, then zlib
+    legacy = envelope(head, body)
+    store = retaining(retention_s=10.0)
+    assert store.restore("old", 0, legacy)
+    see(store, "recent", 52.5)
+    assert store.retire() == [("old", 0)]
+    for bad in ("soon", float("nan"), True):
+        forged = envelope({**head, "last_seen": bad}, body)
+        assert not store.restore("forged", 0, forged)
+    assert store.refused["corrupt"] == 3
+
+
+def test_a_state_file_of_the_older_layout_is_replaced(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "cold.db"
+    db = sqlite3.connect(str(path))
+    db.execute("CREATE TABLE state (entity TEXT PRIMARY KEY, partition INTEGER, blob BLOB)")
+    db.execute("INSERT INTO state VALUES ('a', 0, x'00')")
+    db.commit()
+    db.close()
+    cold = SqliteColdStore(path)
+    assert len(cold) == 0 and cold.get("a") is None
+    cold.put("b", 1, b"x", 10.0)
+    cold.put("c", 1, b"y", 20.0)
+    cold.put("b", 1, b"z", 30.0)  # replaced: counted once, its time moved
+    cold.put("d", 2, b"w", 0.0)
+    assert len(cold) == 3
+    assert cold.take_older(1, 25.0, 10) == ["c"]
+    assert cold.take_older(1, 31.0, 10) == ["b"] and cold.take_older(2, 1.0, 10) == ["d"]
+    assert len(cold) == 0
+    cold.close()
+
+
+def test_retention_setting_defaults_to_a_week_validates_and_reaches_the_store() -> None:
+    from alerting.cli import build_processor
+    from alerting.errors import ConfigError
+    from alerting.settings import load_settings
+
+    settings = load_settings()
+    assert settings.state.retention_s == 7 * 86400.0
+    assert build_processor(settings).store.retention_s == 7 * 86400.0
+    forever = load_settings(state={"retention_s": 0})
+    assert build_processor(forever).store.retention_s is None
+    with pytest.raises(ConfigError, match="retention_s"):
+        load_settings(state={"retention_s": 600, "idle_ttl_s": 3600})
+    with pytest.raises(ConfigError, match="retention_s"):
+        load_settings(state={"retention_s": -1})
