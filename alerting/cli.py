@@ -81,6 +81,7 @@ class StopSignals:
 def kafka_cluster(settings: Settings) -> Iterator[Settings]:
     """The configured cluster, or an embedded broker for the duration of the block."""
     if settings.kafka.bootstrap_servers:
+        check_login(settings)
         yield settings
         return
     from alerting.embedded_broker import EmbeddedBroker
@@ -103,6 +104,29 @@ def _with_bootstrap(settings: Settings, broker: EmbeddedBroker) -> Settings:
     if settings.state.signing_key is None:  # its changelog lives as long as this process
         update["state"] = settings.state.model_copy(update={"signing_key": ephemeral_key()})
     return settings.model_copy(update=update)
+
+
+def check_login(settings: Settings) -> bool:
+    """A refused SASL login is a :class:`ConfigError` at once (the clients would report it,
+    after 30 s, as an unreachable broker); True if the cluster answers."""
+    from consumers.health import check_login as probe_login
+
+    return probe_login(settings.kafka)
+
+
+@contextlib.contextmanager
+def login_watch(settings: Settings, on_refused: Callable[[], None]) -> Iterator[None]:
+    """Probe the login in the background while the block runs; if it is refused, call
+    ``on_refused`` (which stops the command) and raise the :class:`ConfigError` after it."""
+    from consumers.health import BrokerWatchdog
+
+    watchdog = BrokerWatchdog(settings.kafka, on_refused=lambda _: on_refused()).start()
+    try:
+        yield
+    finally:
+        watchdog.stop()
+    if watchdog.refused is not None:
+        raise watchdog.refused
 
 
 def ephemeral_key() -> SecretStr:
@@ -174,7 +198,7 @@ def build_processor(settings: Settings, cold: ColdStore | None = None) -> Proces
         )
     except ValueError as exc:
         raise ConfigError(f"detector/threshold settings: {exc}") from None
-    return Processor(
+    processor = Processor(
         template,
         policy,
         threshold,
@@ -195,6 +219,8 @@ def build_processor(settings: Settings, cold: ColdStore | None = None) -> Proces
         ),
         trust_pickles=settings.state.trust_changelog,
     )
+    processor.store.retention_s = settings.state.retention_s or None  # 0: keep forever
+    return processor
 
 
 def _serve_metrics(settings: Settings, metrics: Metrics) -> None:
@@ -253,7 +279,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from alerting.metrics import Metrics
     from alerting.state import SqliteColdStore, estimate_model_bytes
     from consumers.control import build_control
-    from consumers.health import BrokerWatchdog
+    from consumers.health import BrokerWatchdog, require_broker
     from consumers.runner import LoopConfig, Service
     from producers.topics import ensure_topics
 
@@ -266,14 +292,17 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         processor = build_processor(s, cold=cold)
         metrics.running(processor.template.name, processor.model_version)
         model_bytes = estimate_model_bytes(processor.new_state)
+        require_broker(s.kafka)  # one line naming the setting, not the clients' traceback
         if s.topics.create:
             ensure_topics(s)
         _serve_metrics(s, metrics)
         port: Port
+        # a refused login (the probe's or the client's) stops the service with a ConfigError
+        watchdog = BrokerWatchdog(s.kafka, on_change=metrics.broker_up.set)
         if s.kafka.client == "confluent":
             from consumers.confluent_port import ConfluentPort
 
-            port = ConfluentPort(s, metrics)
+            port = ConfluentPort(s, metrics, on_refused=watchdog.refuse)
         else:
             from consumers.kafka_port import KafkaPort
 
@@ -292,12 +321,18 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
                 retry_backoff_s=s.service.retry_backoff_s,
                 changelog_topic=s.topics.changelog,
                 commit_interval_s=s.service.commit_interval_s,
+                max_event_bytes=s.service.max_event_bytes,
+                max_time_ahead_s=s.service.max_time_ahead_s,
+                max_refused_attempts=s.service.max_refused_attempts,
             ),
             model_bytes=model_bytes,
             control=control,
         )
         StopSignals(on_stop=service.stop.set).install()
-        watchdog = BrokerWatchdog(s.kafka, on_change=metrics.broker_up.set).start()
+        watchdog.on_refused = lambda _: service.stop.set()
+        if watchdog.refused is not None:  # refused while the port was set up
+            service.stop.set()
+        watchdog.start()
         log.info(
             "consuming %s as group %s from %s (client %s) with detector %s; alerts to %s",
             s.topics.events,
@@ -312,6 +347,8 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             watchdog.stop()
             control.stop()
+        if watchdog.refused is not None:
+            raise watchdog.refused
     return 0
 
 
@@ -338,12 +375,15 @@ def cmd_tail(settings: Settings, args: argparse.Namespace) -> int:
             "tail needs a cluster to read from: set kafka.bootstrap_servers "
             f"({ENV_PREFIX}KAFKA__BOOTSTRAP_SERVERS), e.g. the address `alerting broker` prints"
         )
-    return tail_command(settings, args)
+    check_login(settings)
+    refused = threading.Event()
+    with login_watch(settings, on_refused=refused.set):
+        return tail_command(settings, args, should_stop=refused.is_set)
 
 
 def cmd_forward(settings: Settings, args: argparse.Namespace) -> int:
     from alerting.metrics import Metrics
-    from consumers.forward import build_targets, forward_command
+    from consumers.forward import Forwarder, build_targets, forward_command
 
     overrides = {
         "alertmanager_url": args.alertmanager,
@@ -360,22 +400,36 @@ def cmd_forward(settings: Settings, args: argparse.Namespace) -> int:
             "forward needs a cluster to read from: set kafka.bootstrap_servers "
             f"({ENV_PREFIX}KAFKA__BOOTSTRAP_SERVERS), e.g. the address `alerting broker` prints"
         )
+    check_login(settings)
     metrics = Metrics()
     _serve_metrics(settings, metrics)
-    return forward_command(
-        settings, metrics, lambda forwarder: StopSignals(on_stop=forwarder.stop.set).install()
-    )
+    stops: list[Callable[[], None]] = []
+
+    def install(forwarder: Forwarder) -> None:
+        stops.append(forwarder.stop.set)
+        StopSignals(on_stop=forwarder.stop.set).install()
+
+    def stop_forwarding() -> None:
+        for stop in stops:
+            stop()
+
+    with login_watch(settings, on_refused=stop_forwarding):
+        return forward_command(settings, metrics, install)
 
 
 def cmd_silence(settings: Settings, args: argparse.Namespace) -> int:
     from consumers.control import silence_command
 
+    if settings.kafka.bootstrap_servers:
+        check_login(settings)
     return silence_command(settings, args)
 
 
 def cmd_feedback(settings: Settings, args: argparse.Namespace) -> int:
     from consumers.control import feedback_command
 
+    if settings.kafka.bootstrap_servers:
+        check_login(settings)
     return feedback_command(settings, args)
 
 
@@ -579,14 +633,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _explain(settings: Settings | None, exc: Exception) -> Exception | None:
+    """A Kafka client's error that escaped a command as a one-line error, when a fresh probe
+    says what it is (a refused login, no broker); None otherwise (a bug: its traceback)."""
+    if settings is None or isinstance(exc, AlertingError):
+        return None
+    from consumers.health import explain
+
+    return explain(settings.kafka, exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.log_level)
+    settings: Settings | None = None
     try:
-        settings = load_settings(args.config)
-        result: int = args.func(settings, args)
-        return result
+        try:
+            settings = load_settings(args.config)
+            result: int = args.func(settings, args)
+            return result
+        except Exception as exc:
+            explained = _explain(settings, exc)
+            if explained is None:
+                raise
+            raise explained from None
     except ConfigError as exc:
         print(f"alerting {args.command}: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -3,6 +3,11 @@
 A ``kind`` field selects the schema; every event carries an event ``time`` (RFC 3339
 string, or seconds since the epoch; a time without a zone is read as UTC).
 
+Numbers are strict: on the wire (:func:`decode`) a price, size or metric value must be a
+JSON number; a boolean (``true`` is not 1.0) or a string is refused (reason ``schema``).
+Rows of recorded files (:func:`validate`) may still give numbers as strings, since CSV
+cells are strings, but never booleans.
+
 >>> event = decode(b'{"kind": "trade", "symbol": "AAPL", "price": 190.5, "size": 100,'
 ...                b' "side": "buy", "venue": "XNAS", "time": "2026-11-25T14:30:00Z"}')
 >>> event.entity, event.kind, event.price
@@ -34,9 +39,15 @@ from alerting.errors import InvalidEvent
 #: Prices and sizes above this are treated as corrupt input, not as market data.
 ABSURD = 1e9
 
-_Price = Annotated[float, Field(gt=0, lt=ABSURD)]
-_Size = Annotated[float, Field(ge=0, lt=ABSURD)]
-_Entity = Annotated[str, Field(min_length=1, max_length=200)]
+# strict: a JSON number (int or float) only, checked in pydantic-core at no extra cost
+_Number = Annotated[float, Field(strict=True)]
+_Price = Annotated[float, Field(strict=True, gt=0, lt=ABSURD)]
+_Size = Annotated[float, Field(strict=True, ge=0, lt=ABSURD)]
+# no control characters (C0, DEL, C1): an entity becomes a changelog key, an alert's
+# subject and a log line, where a NUL, a carriage return or an escape sequence would lie
+_Entity = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
+]
 
 
 class _Event(BaseModel):
@@ -65,7 +76,7 @@ class Trade(_Event):
     kind: Literal["trade"] = "trade"
     symbol: _Entity
     price: _Price
-    size: Annotated[float, Field(gt=0, lt=ABSURD)]
+    size: Annotated[float, Field(strict=True, gt=0, lt=ABSURD)]
     side: Literal["buy", "sell", "unknown"] = "unknown"
     venue: str | None = None
 
@@ -100,7 +111,7 @@ class Metric(_Event):
 
     kind: Literal["metric"] = "metric"
     entity_key: _Entity = Field(alias="entity")
-    values: dict[str, float] = Field(min_length=1, max_length=64)
+    values: dict[str, _Number] = Field(min_length=1, max_length=64)
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -140,12 +151,35 @@ def decode(value: bytes | str | None) -> Event:
         raise _invalid(exc) from None
 
 
+#: the number fields of the schemas, besides a metric's values
+_NUMBER_FIELDS = ("price", "size", "bid", "ask", "bid_size", "ask_size")
+
+
 def validate(obj: object) -> Event:
-    """Validate an already-parsed object (a dict from a file row); same errors as decode."""
+    """Validate an already-parsed object (a dict from a file row); same errors as decode,
+    except that numbers may be strings (CSV cells are), as pydantic's lax mode reads them."""
+    if isinstance(obj, dict):
+        _no_booleans(obj)
     try:
-        return _ADAPTER.validate_python(obj)
+        return _ADAPTER.validate_python(obj, strict=False)
     except ValidationError as exc:
         raise _invalid(exc) from None
+
+
+def _no_booleans(obj: dict[object, object]) -> None:
+    """Refuse a boolean where a number is expected (lax mode would read True as 1.0)."""
+    for name in _NUMBER_FIELDS:
+        if type(obj.get(name)) is bool:
+            raise InvalidEvent(
+                "schema", f"{name}: Input should be a valid number (got {obj[name]})"
+            )
+    values = obj.get("values")
+    if isinstance(values, dict):
+        for name, value in values.items():
+            if type(value) is bool:
+                raise InvalidEvent(
+                    "schema", f"values.{name}: Input should be a valid number (got {value})"
+                )
 
 
 def _invalid(exc: ValidationError) -> InvalidEvent:

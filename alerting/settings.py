@@ -49,6 +49,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+#: the SASL mechanisms the service can log in with (user name and password)
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
 class KafkaSettings(_Section):
     """Where the Kafka cluster is and how to talk to it."""
 
@@ -67,7 +71,11 @@ class KafkaSettings(_Section):
         "PLAINTEXT", description="Kafka security protocol, passed to the client."
     )
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = (
-        Field(None, description="SASL mechanism when security_protocol is SASL_*.")
+        Field(
+            None,
+            description="SASL mechanism when security_protocol is SASL_*: PLAIN, SCRAM-SHA-256 "
+            "or SCRAM-SHA-512 (OAUTHBEARER is not supported yet).",
+        )
     )
     sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(None, description="SASL password (secret).")
@@ -107,14 +115,16 @@ class KafkaSettings(_Section):
             )
         if self.security_protocol.startswith("SASL") and self.sasl_mechanism is None:
             raise ValueError("kafka.sasl_mechanism is required when security_protocol is SASL_*")
-        if self.client == "confluent":
-            if importlib.util.find_spec("confluent_kafka") is None:
-                raise ValueError(
-                    "kafka.client = confluent needs the confluent-kafka package: "
-                    "pip install 'streaming-anomaly-alerting[confluent]'"
-                )
-            if self.sasl_mechanism == "OAUTHBEARER":
-                raise ValueError("kafka.client = confluent does not support OAUTHBEARER here")
+        if self.sasl_mechanism == "OAUTHBEARER":  # no token provider is wired to the clients
+            raise ValueError(
+                "kafka.sasl_mechanism OAUTHBEARER is not supported yet (no token provider); "
+                f"use one of {', '.join(SASL_MECHANISMS)}"
+            )
+        if self.client == "confluent" and importlib.util.find_spec("confluent_kafka") is None:
+            raise ValueError(
+                "kafka.client = confluent needs the confluent-kafka package: "
+                "pip install 'streaming-anomaly-alerting[confluent]'"
+            )
         return self
 
     def librdkafka_options(self) -> dict[str, Any]:
@@ -219,6 +229,32 @@ class ServiceSettings(_Section):
     )
     commit_interval_s: float = Field(
         1.0, ge=0, le=300, description="How often state is snapshotted and offsets committed."
+    )
+    max_event_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        le=1 << 30,
+        description="Input records whose value is larger are not decoded: they go to the "
+        "dead-letter topic as a stub (key, headers, size and SHA-256 of the value; reason "
+        "too_large). Events are a few hundred bytes; the default is 1 MiB.",
+    )
+    max_time_ahead_s: float = Field(
+        86400.0,
+        gt=0,
+        le=10 * 365 * 86400,
+        allow_inf_nan=False,
+        description="Events dated more than this ahead of the wall clock are dead-lettered "
+        "(reason future_time), so that one far-future event cannot move event time ahead "
+        "and expire every entity. Past events are never bounded (replays of old recordings).",
+    )
+    max_refused_attempts: int = Field(
+        3,
+        ge=1,
+        le=1000,
+        description="Attempts to publish an alert, dead letter or snapshot that the broker "
+        "or client refuses for good (too large, invalid record, not authorised) before it is "
+        "skipped, logged and counted in alerting_publish_skipped_total; a dead letter is "
+        "first sent again as a stub. Temporary errors are retried until acknowledged.",
     )
 
 
@@ -447,6 +483,16 @@ class StateSettings(_Section):
     idle_ttl_s: float | None = Field(
         3600.0, gt=0, description="Entities idle this long (event time) move out; unset = never."
     )
+    retention_s: float | None = Field(
+        7 * 86400.0,
+        ge=0,
+        description="Entities idle this long (event time: the newest event time of their "
+        "partition minus their last event's) are forgotten: dropped from memory and the "
+        "on-disk store, and tombstoned in the changelog (its next event starts it fresh). "
+        "The default, 7 days, keeps a symbol through a long weekend or a holiday week and a "
+        "daily metric through a week of outages; 0 or unset = keep every entity forever "
+        "(disk and changelog then grow with every entity ever seen).",
+    )
     dir: Path | None = Field(
         None,
         description="Directory of the on-disk store of moved-out entities "
@@ -472,6 +518,17 @@ class StateSettings(_Section):
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("state.signing_key must be at least 16 characters")  # not echoed
         return value
+
+    @model_validator(mode="after")
+    def _retention_past_idle_ttl(self) -> StateSettings:
+        if self.retention_s and self.idle_ttl_s is not None and self.retention_s < self.idle_ttl_s:
+            raise ValueError(
+                f"state.retention_s ({self.retention_s:g}) is shorter than state.idle_ttl_s "
+                f"({self.idle_ttl_s:g}): entities would be forgotten before they move out; "
+                "set retention_s longer (it is in seconds, e.g. 604800 for 7 days), or 0 to "
+                "keep every entity"
+            )
+        return self
 
 
 class FeedbackSettings(_Section):

@@ -9,6 +9,10 @@ is not on the hot path and stays on kafka-python.
 
 Each message is handed to the loop as a small :class:`Record` with kafka-python's
 attribute names (``record.offset``, not ``message.offset()``).
+
+``publish`` handles each message on its own, as the kafka-python port does: one that
+``produce`` or the delivery report refuses for good (:func:`refusal_reason`, e.g.
+``MSG_SIZE_TOO_LARGE`` raised by ``produce`` itself) is reported as refused, never raised.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from alerting.errors import ConfigError
 from alerting.metrics import Metrics
 from alerting.settings import Settings
+from consumers.health import login_refused
 from consumers.kafka_port import MAX_MESSAGE_BYTES, read_to_high_watermark
-from consumers.port import DeliveryError, InputRecord, Outgoing
+from consumers.port import DeliveryError, InputRecord, Outgoing, Refusal, permanent_reason
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,18 @@ class Record:
         self.key: bytes | None = message.key()
         self.value: bytes | None = message.value()
         self.headers: list[tuple[str, bytes | None]] = message.headers() or []
+
+
+def refusal_reason(error: Any) -> str | None:
+    """Why librdkafka refused a message for good (a skip reason), from its ``KafkaError``
+    (a delivery report's, or a ``KafkaException``'s first argument); None if temporary.
+
+    Only the codes of :data:`~consumers.port.PERMANENT_ERROR_CODES` are permanent: a
+    delivery report's error is built from its code alone, so its ``retriable()`` is False
+    even for NOT_LEADER or REQUEST_TIMED_OUT and cannot be trusted."""
+    if not isinstance(error, KafkaError):
+        return None
+    return permanent_reason(error.code(), None)
 
 
 def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
@@ -78,16 +96,34 @@ def producer_config(settings: Settings) -> dict[str, Any]:
 class ConfluentPort:
     """Consumes the events topic in the service's group; publishes with ``acks=all``."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        on_refused: Callable[[ConfigError], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.on_refused = on_refused
         self._assigned: Callable[[set[int]], None] | None = None
         self._revoked: Callable[[set[int]], None] | None = None
-        self.consumer = Consumer(consumer_config(settings, settings.service.group_id))
+        errors = {"error_cb": self.client_error}
+        self.consumer = Consumer({**consumer_config(settings, settings.service.group_id), **errors})
         self.consumer.subscribe(
             [settings.topics.events], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
-        self.producer = Producer(producer_config(settings))
+        self.producer = Producer({**producer_config(settings), **errors})
+
+    def client_error(self, error: Any) -> None:
+        """librdkafka's ``error_cb``: a refused login goes to ``on_refused`` (it stops the
+        service; librdkafka alone would retry for ever); the rest it logs and retries."""
+        if error.code() != KafkaError._AUTHENTICATION:
+            return
+        refused = login_refused(self.settings.kafka, error.str())
+        if self.on_refused is not None:
+            self.on_refused(refused)
+        else:
+            log.error("%s", refused)
 
     # rebalance callbacks run inside consume(): revoked partitions are still ours, and
     # librdkafka assigns the new ones (and starts fetching) only after _on_assign returns
@@ -134,14 +170,14 @@ class ConfluentPort:
 
     def publish(self, messages: Sequence[Outgoing], timeout_s: float) -> None:
         acked = [False] * len(messages)
-        failures: list[Any] = []
+        errors: dict[int, Any] = {}  # index → the KafkaError (or exception) that failed it
 
         def delivered(index: int) -> Callable[[Any, Any], None]:
             def report(error: Any, _message: Any) -> None:
                 if error is None:
                     acked[index] = True
                 else:
-                    failures.append(error)
+                    errors[index] = error
 
             return report
 
@@ -158,12 +194,35 @@ class ConfluentPort:
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
                     poll(0.05)
+                except KafkaException as exc:  # e.g. MSG_SIZE_TOO_LARGE, checked locally
+                    errors[i] = exc.args[0] if exc.args else exc
+                    break
+                except (TypeError, ValueError) as exc:  # arguments produce() cannot take
+                    errors[i] = exc
+                    break
         self.producer.flush(timeout_s)
-        pending = [m for m, ok in zip(messages, acked, strict=True) if not ok]
-        if pending:
-            failed = failures[0] if failures else "not acknowledged in time"
+        pending: list[Outgoing] = []
+        refused: list[Refusal] = []
+        for i, (m, ok) in enumerate(zip(messages, acked, strict=True)):
+            if ok:
+                continue
+            error = errors.get(i)
+            if isinstance(error, TypeError | ValueError):
+                refused.append(Refusal(m, "invalid_record", f"{type(error).__name__}: {error}"))
+                continue
+            reason = refusal_reason(error)
+            if reason is None:
+                pending.append(m)
+            else:
+                refused.append(Refusal(m, reason, str(error)))
+        if pending or refused:
+            failed = next(iter(errors.values()), "not acknowledged in time")
             raise DeliveryError(
-                f"{len(pending)} of {len(messages)} not acknowledged: {failed}", pending
+                f"{len(pending)} of {len(messages)} not acknowledged"
+                + (f", {len(refused)} refused for good" if refused else "")
+                + f": {failed}",
+                pending,
+                refused,
             )
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:

@@ -1,4 +1,9 @@
-"""The :class:`~consumers.port.Port` on kafka-python: one consumer in a group, one producer."""
+"""The :class:`~consumers.port.Port` on kafka-python: one consumer in a group, one producer.
+
+``publish`` handles each message on its own: one the client or broker refuses for good
+(:func:`refusal_reason`, e.g. ``MessageSizeTooLargeError`` raised by ``send`` itself) is
+reported as refused, never raised, so that the rest of the batch is still sent.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,35 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import BrokerResponseError
 from kafka.structs import OffsetAndMetadata
 
 from alerting.metrics import Metrics
 from alerting.settings import Settings
-from consumers.port import DeliveryError, InputRecord, Outgoing
+from consumers.port import DeliveryError, InputRecord, Outgoing, Refusal, permanent_reason
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def refusal_reason(exc: BaseException) -> str | None:
+    """Why kafka-python refused a message for good (a skip reason), or None if the error
+    is temporary and the message is to be sent again.
+
+    >>> from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+    >>> refusal_reason(MessageSizeTooLargeError("17 MB")), refusal_reason(KafkaTimeoutError())
+    ('too_large', None)
+    """
+    if isinstance(exc, TypeError | ValueError):  # send() refused its arguments: never sendable
+        return "invalid_record"
+    if isinstance(exc, BrokerResponseError):
+        return permanent_reason(exc.errno, bool(exc.retriable))
+    return None  # timeouts, connection trouble, a closed producer: try again
+
+
+def _described(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def producer_for(settings: Settings, **extra: Any) -> KafkaProducer:
@@ -148,21 +173,55 @@ class KafkaPort:
 
     def publish(self, messages: Sequence[Outgoing], timeout_s: float) -> None:
         send = self.producer.send
-        futures = [
-            send(
-                m.topic, key=m.key, value=m.value, headers=m.headers or None, partition=m.partition
-            )
-            for m in messages
-        ]
+        sent: list[tuple[Outgoing, Any]] = []
+        unsent: list[Outgoing] = []
+        pending: list[Outgoing] = []
+        refused: list[Refusal] = []
+        first_error: BaseException | None = None
+        for index, m in enumerate(messages):
+            try:
+                future = send(
+                    m.topic,
+                    key=m.key,
+                    value=m.value,
+                    headers=m.headers or None,
+                    partition=m.partition,
+                )
+            except Exception as exc:  # raised by send itself, e.g. MessageSizeTooLargeError
+                first_error = first_error or exc
+                reason = refusal_reason(exc)
+                if reason is not None:
+                    refused.append(Refusal(m, reason, _described(exc)))
+                    continue
+                # temporary (no metadata within max_block_ms...): the rest waits too
+                unsent = list(messages[index:])
+                break
+            sent.append((m, future))
         try:
             self.producer.flush(timeout=timeout_s)
         except Exception as exc:  # KafkaTimeoutError and friends: find what is missing below
             log.debug("flush failed: %s", exc)
-        pending = [m for m, f in zip(messages, futures, strict=True) if not f.succeeded()]
-        if pending:
-            failed = next((f.exception for f in futures if f.failed()), None)
+        for m, future in sent:
+            if future.succeeded():
+                continue
+            if not future.failed():  # not acknowledged in time
+                pending.append(m)
+                continue
+            error = future.exception
+            first_error = first_error or error
+            reason = refusal_reason(error)
+            if reason is None:
+                pending.append(m)
+            else:
+                refused.append(Refusal(m, reason, _described(error)))
+        pending += unsent  # in the order given
+        if pending or refused:
             raise DeliveryError(
-                f"{len(pending)} of {len(messages)} not acknowledged: {failed}", pending
+                f"{len(pending)} of {len(messages)} not acknowledged"
+                + (f", {len(refused)} refused for good" if refused else "")
+                + f": {first_error or 'not acknowledged in time'}",
+                pending,
+                refused,
             )
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:

@@ -3,6 +3,12 @@
 The kafka-python adapter (:mod:`consumers.kafka_port`) passes the client's own
 ``ConsumerRecord`` objects through untouched (no per-record copy); unit tests use an
 in-memory fake with records of the same shape.
+
+Publishing fails per message, in two kinds (:class:`DeliveryError`): *pending* messages
+met a temporary error (broker unavailable, timeout, not the leader) and are sent again
+until acknowledged; *refused* ones met a permanent error, a broker or client answer that
+sending the same bytes again cannot change (too large, invalid record, not authorised),
+each with a low-cardinality reason (:data:`alerting.metrics.PUBLISH_SKIP_REASONS`).
 """
 
 from __future__ import annotations
@@ -43,14 +49,75 @@ class Outgoing:
     value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     partition: int | None = None  # None: the producer's partitioner (by key)
+    # the input record that caused it, (topic, partition, offset): named in log lines
+    source: tuple[str, int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A message refused for good: ``reason`` is one of
+    :data:`~alerting.metrics.PUBLISH_SKIP_REASONS`, ``detail`` the client's words."""
+
+    message: Outgoing
+    reason: str
+    detail: str
 
 
 class DeliveryError(Exception):
-    """Some messages were not acknowledged; ``pending`` are the ones to send again."""
+    """Some messages were not acknowledged: ``pending`` met a temporary error and are to
+    be sent again; ``refused`` met a permanent one (sending them again cannot succeed)."""
 
-    def __init__(self, message: str, pending: Sequence[Outgoing]) -> None:
+    def __init__(
+        self, message: str, pending: Sequence[Outgoing], refused: Sequence[Refusal] = ()
+    ) -> None:
         super().__init__(message)
         self.pending = list(pending)
+        self.refused = list(refused)
+
+
+#: Kafka protocol error codes (the same in every client) answered for one record that
+#: sending it again cannot change, and the reason each is counted under
+PERMANENT_ERROR_CODES: dict[int, str] = {
+    10: "too_large",  # MESSAGE_TOO_LARGE (also kafka-python's and librdkafka's own check)
+    18: "too_large",  # RECORD_LIST_TOO_LARGE
+    87: "invalid_record",  # INVALID_RECORD (e.g. a compacted topic and no key)
+    32: "invalid_record",  # INVALID_TIMESTAMP (outside message.timestamp.difference.max.ms)
+    43: "invalid_record",  # UNSUPPORTED_FOR_MESSAGE_FORMAT
+    29: "not_authorized",  # TOPIC_AUTHORIZATION_FAILED
+    31: "not_authorized",  # CLUSTER_AUTHORIZATION_FAILED
+    53: "not_authorized",  # TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+    17: "invalid_topic",  # INVALID_TOPIC_EXCEPTION
+}
+
+
+#: broker answers kafka-python marks as not retriable that do pass (Kafka itself retries
+#: CORRUPT_MESSAGE; BROKER_NOT_AVAILABLE is an outage): never a reason to skip
+TEMPORARY_ERROR_CODES = frozenset({2, 8})
+
+
+def permanent_reason(code: int | None, retriable: bool | None) -> str | None:
+    """The skip reason of a publish error with Kafka error ``code``; None if temporary.
+
+    Listed codes are permanent; any other broker answer (code 0 or more) that the client
+    *knows* is not retriable (``retriable`` False: kafka-python's error classes say so;
+    None: the client cannot tell, as librdkafka's delivery reports) is ``other``;
+    everything else, client-side timeouts and connection trouble included, is temporary
+    (retried until acknowledged).
+
+    >>> permanent_reason(10, None), permanent_reason(6, True), permanent_reason(None, False)
+    ('too_large', None, None)
+    >>> permanent_reason(21, False), permanent_reason(21, None)  # INVALID_REQUIRED_ACKS
+    ('other', None)
+    >>> permanent_reason(8, False)  # BROKER_NOT_AVAILABLE: an outage, whatever the client says
+    """
+    if code is None:
+        return None
+    reason = PERMANENT_ERROR_CODES.get(code)
+    if reason is not None:
+        return reason
+    if code >= 0 and retriable is False and code not in TEMPORARY_ERROR_CODES:
+        return "other"
+    return None
 
 
 class Port(Protocol):

@@ -4,6 +4,11 @@ Delivery is at-least-once, in this order:
 
 1. each batch's alerts and dead letters are published and acknowledged by the broker
    (retried, with a clear log line, until they are or the service is told to stop);
+   a message the broker or client refuses for good (too large, invalid, not authorised:
+   :func:`consumers.port.permanent_reason`) is tried ``max_refused_attempts`` times in
+   all, then skipped, logged and counted (``alerting_publish_skipped_total``), and a dead
+   letter refused whole is first sent again as a stub
+   (:func:`producers.dead_letters.stub`): no record can stop the loop;
 2. every ``commit_interval_s``, a *checkpoint*: the snapshots of the entities changed
    since the last one are written to the changelog and acknowledged;
 3. then the offsets are committed.
@@ -16,6 +21,11 @@ alerts after a restart are the same, with the same ids, as without the crash.
 On partition assignment the changelog partitions are restored before any event of them
 is processed; on revocation a checkpoint is taken and the partitions' state dropped.
 Metrics are updated once per batch, not per event.
+
+Before decoding, a record whose value is over ``max_event_bytes`` is dead-lettered as a
+stub (reason ``too_large``); after, an event dated more than ``max_time_ahead_s`` ahead
+of the injected wall clock (read once per batch) is dead-lettered (``future_time``): one
+such event would otherwise move event time ahead and expire every entity.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 
 from alerting.alerts import Alert, SourcePosition
@@ -33,8 +44,8 @@ from alerting.errors import InvalidEvent
 from alerting.events import decode
 from alerting.metrics import Metrics
 from alerting.processor import Processor
-from consumers.port import DeliveryError, InputRecord, Outgoing, Port
-from producers.dead_letters import dead_letter
+from consumers.port import DeliveryError, InputRecord, Outgoing, Port, Refusal
+from producers.dead_letters import dead_letter, is_stub, stub
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +72,9 @@ class LoopConfig:
     retry_backoff_s: float = 1.0
     changelog_topic: str | None = None  # None: no snapshots (state lives in memory only)
     commit_interval_s: float = 0.0  # 0: checkpoint after every batch
+    max_event_bytes: int | None = None  # larger values are stubbed undecoded; None: no bound
+    max_time_ahead_s: float | None = None  # later event times are refused; None: no bound
+    max_refused_attempts: int = 3  # a message refused for good is skipped after this many
 
 
 class Service:
@@ -104,6 +118,11 @@ class Service:
             while not self.stop.is_set():
                 self.run_once()
             self.checkpoint()
+        except BaseException:
+            # a batch may be half done: the revocation inside close() must not snapshot
+            # or commit it (nor fail on a closed producer and hide this error)
+            self._abandoned = True
+            raise
         finally:
             self.port.close()
             log.info("detector service stopped after %d batches", self.batches)
@@ -135,12 +154,16 @@ class Service:
 
         if outgoing:
             published = time.perf_counter()
-            if not self._publish(outgoing):
+            skipped = self._publish(outgoing)
+            if skipped is None:
                 self._abandoned = True  # stopping with unacknowledged output: commit nothing
                 return len(records)
             m.publish_seconds.observe(time.perf_counter() - published)
             acked = self.clock()
-            for record_ms, alert_type, severity in alert_times:
+            lost = {id(message) for message in skipped}
+            for message, record_ms, alert_type, severity in alert_times:
+                if id(message) in lost:
+                    continue  # refused for good: neither published nor acknowledged
                 m.end_to_end.observe(max(acked - record_ms / 1000.0, 0.0))
                 m.alerts.labels(type=alert_type, severity=severity).inc()
         self._pending.update(offsets)
@@ -161,19 +184,28 @@ class Service:
         self._last_checkpoint = time.monotonic()
         started = time.perf_counter()
         topic = self.config.changelog_topic
+        store = self.processor.store
+        retired = store.retire()  # idle past state.retention_s: gone here, tombstoned there
         if topic is not None:
             snapshots = [
                 Outgoing(topic, entity.encode(), blob, partition=partition)
-                for entity, partition, blob in self.processor.store.snapshots()
+                for entity, partition, blob in store.snapshots()
                 if partition >= 0
             ]
-            if snapshots:
-                if not self._publish(snapshots):
+            tombstones = [
+                Outgoing(topic, entity.encode(), None, partition=partition)
+                for entity, partition in retired
+                if partition >= 0
+            ]
+            if snapshots or tombstones:
+                if self._publish(snapshots + tombstones) is None:
                     self._abandoned = True
                     return False
                 self.metrics.snapshots.inc(len(snapshots))
                 self.metrics.snapshot_bytes.inc(sum(len(s.value or b"") for s in snapshots))
                 self.metrics.snapshot_seconds.observe(time.perf_counter() - started)
+        self.metrics.entities_expired.inc(len(retired))
+        self.metrics.entities_stored.set(store.stored)
         if self._pending:
             self._commit(self._pending)
             self._pending = {}
@@ -262,22 +294,46 @@ class Service:
 
     def _process(
         self, records: Sequence[InputRecord]
-    ) -> tuple[list[Outgoing], list[tuple[int, str, str]], dict[tuple[str, int], int]]:
+    ) -> tuple[list[Outgoing], list[tuple[Outgoing, int, str, str]], dict[tuple[str, int], int]]:
         cfg = self.config
         process = self.processor.process
         outgoing: list[Outgoing] = []
-        alert_times: list[tuple[int, str, str]] = []
+        alert_times: list[tuple[Outgoing, int, str, str]] = []  # per alert message
         offsets: dict[tuple[str, int], int] = {}
         invalid = self.metrics.events_invalid
         admit = self.control.admit if self.control is not None else None
+        max_bytes = cfg.max_event_bytes
+        horizon = self._horizon()  # the wall clock, read once per batch
+        # the horizon in the zone of the last event: with the same tzinfo object the
+        # comparison is cheap (pydantic shares one per offset); across zones it calls
+        # utcoffset() on both sides, many times the cost
+        zone: tzinfo | None = UTC
+        local = horizon
         for record in records:
             offsets[(record.topic, record.partition)] = record.offset + 1
+            value = record.value
+            if max_bytes is not None and value is not None and len(value) > max_bytes:
+                invalid.labels(reason="too_large").inc()
+                outgoing.append(self._too_large(record, len(value)))
+                continue
             try:
-                event = decode(record.value)
+                event = decode(value)
             except InvalidEvent as error:
                 invalid.labels(reason=error.reason).inc()
                 outgoing.append(dead_letter(record, error, cfg.dead_letter_topic))
                 continue
+            if local is not None:
+                moment = event.time
+                if moment.tzinfo is not zone:
+                    zone = moment.tzinfo
+                    with contextlib.suppress(OverflowError):  # else: the slower comparison
+                        local = local.astimezone(zone)
+                if moment > local:
+                    invalid.labels(reason="future_time").inc()
+                    outgoing.append(
+                        dead_letter(record, self._future(moment), cfg.dead_letter_topic)
+                    )
+                    continue
             try:
                 alerts = process(
                     event, SourcePosition(record.topic, record.partition, record.offset)
@@ -296,47 +352,136 @@ class Service:
             for alert in alerts:
                 if admit is not None and not admit(alert):
                     continue  # silenced
-                outgoing.append(
-                    Outgoing(
-                        cfg.alerts_topic,
-                        alert.entity.encode(),
-                        alert.to_json(),
-                        [("content-type", b"application/cloudevents+json")],
-                    )
+                message = Outgoing(
+                    cfg.alerts_topic,
+                    alert.entity.encode(),
+                    alert.to_json(),
+                    [("content-type", b"application/cloudevents+json")],
+                    source=(record.topic, record.partition, record.offset),
                 )
-                alert_times.append((record.timestamp, alert.type, alert.severity))
+                outgoing.append(message)
+                alert_times.append((message, record.timestamp, alert.type, alert.severity))
         if self.processor.newest_timestamp:
             self.metrics.last_event_timestamp.set(self.processor.newest_timestamp)
         return outgoing, alert_times, offsets
 
-    def _publish(self, messages: list[Outgoing]) -> bool:
-        """Publish until acknowledged; False if told to stop first."""
+    def _horizon(self) -> datetime | None:
+        """The latest event time accepted in this batch (None: no bound)."""
+        ahead = self.config.max_time_ahead_s
+        if ahead is None:
+            return None
+        try:
+            return datetime.fromtimestamp(self.clock() + ahead, UTC)
+        except (OverflowError, OSError, ValueError):  # a clock past year 9999: no bound
+            return None
+
+    def _future(self, moment: datetime) -> InvalidEvent:
+        ahead = moment.timestamp() - self.clock()
+        return InvalidEvent(
+            "future_time",
+            f"event time {moment.isoformat()} is {ahead:.0f}s ahead of the wall clock, "
+            f"more than service.max_time_ahead_s ({self.config.max_time_ahead_s:g}s); "
+            "is the producer's clock or time unit wrong?",
+        )
+
+    def _too_large(self, record: InputRecord, size: int) -> Outgoing:
+        """The stub dead letter of a record too large to decode (or to keep whole)."""
+        error = InvalidEvent(
+            "too_large",
+            f"the value has {size} bytes, more than service.max_event_bytes "
+            f"({self.config.max_event_bytes}); not decoded",
+        )
+        letter = dead_letter(record, error, self.config.dead_letter_topic)
+        return stub(letter, "too_large", error.detail)
+
+    def _publish(self, messages: list[Outgoing]) -> list[Outgoing] | None:
+        """Publish until acknowledged: the messages skipped instead (refused for good), or
+        None if told to stop first.
+
+        Temporary failures are sent again until acknowledged (or stopped). A message
+        refused for good is tried ``max_refused_attempts`` times in all, then skipped; a
+        dead letter refused whole is replaced by its stub first."""
         cfg = self.config
         pending = messages
-        failures = 0
+        refusals: dict[int, tuple[Outgoing, int]] = {}  # id → (message: kept alive, times)
+        skipped: list[Outgoing] = []
+        outages = 0  # failed attempts with temporary failures
         while True:
             try:
                 self.port.publish(pending, cfg.delivery_timeout_s)
-                if failures:
-                    log.warning("broker acknowledged again after %d failed attempts", failures)
-                return True
+                if outages:
+                    log.warning("broker acknowledged again after %d failed attempts", outages)
+                return skipped
             except DeliveryError as exc:
-                pending = exc.pending or pending
-                failures += 1
                 self.metrics.broker_errors.labels(operation="publish").inc()
-                log.warning(
-                    "publishing %d messages failed (%s); broker unreachable? retrying in %.1fs",
-                    len(pending),
-                    exc,
-                    cfg.retry_backoff_s,
-                )
+                again, wait = self._refused(exc.refused, refusals, skipped)
+                # temporary failures are sent again (all, if the port named none)
+                temporary = exc.pending if exc.pending or exc.refused else pending
+                pending = temporary + again
+                if temporary:
+                    wait = True
+                    outages += 1
+                    log.warning(
+                        "publishing %d messages failed (%s); broker unreachable? retrying in %.1fs",
+                        len(temporary),
+                        exc,
+                        cfg.retry_backoff_s,
+                    )
+                if not pending:
+                    return skipped  # everything left was skipped
+                if not wait:
+                    continue  # only fresh stubs to send: no reason to wait
             if self.stop.wait(cfg.retry_backoff_s):
                 log.warning(
                     "stopping with %d unacknowledged messages; their offsets stay "
                     "uncommitted and will be processed again",
                     len(pending),
                 )
-                return False
+                return None
+
+    def _refused(
+        self,
+        refused: list[Refusal],
+        refusals: dict[int, tuple[Outgoing, int]],
+        skipped: list[Outgoing],
+    ) -> tuple[list[Outgoing], bool]:
+        """The refused messages to send again, and whether to wait before: a dead letter
+        refused whole becomes its stub (sent at once); any other message is skipped (added
+        to ``skipped``) once it was refused ``max_refused_attempts`` times."""
+        cfg = self.config
+        again: list[Outgoing] = []
+        wait = False
+        for refusal in refused:
+            message = refusal.message
+            if message.topic == cfg.dead_letter_topic and not is_stub(message):
+                log.warning(
+                    "dead letter refused whole, %s (%s: %s); sending a stub of it instead "
+                    "(key, headers, size %d and SHA-256 of the value)",
+                    _described(message),
+                    refusal.reason,
+                    refusal.detail,
+                    -1 if message.value is None else len(message.value),
+                )
+                again.append(stub(message, refusal.reason, refusal.detail))
+                continue
+            times = refusals.get(id(message), (message, 0))[1] + 1
+            refusals[id(message)] = (message, times)
+            if times < cfg.max_refused_attempts:
+                wait = True
+                again.append(message)
+                continue
+            skipped.append(message)
+            self.metrics.publish_skipped.labels(reason=refusal.reason).inc()
+            log.warning(
+                "skipping %s: refused %d times (%s: %s); it is lost, counted in "
+                "alerting_publish_skipped_total{reason=%r}",
+                _described(message),
+                times,
+                refusal.reason,
+                refusal.detail,
+                refusal.reason,
+            )
+        return again, wait
 
     def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
         started = time.perf_counter()
@@ -394,3 +539,13 @@ class Service:
             return
         for partition, behind in lag.items():
             self.metrics.consumer_lag.labels(partition=str(partition)).set(behind)
+
+
+def _described(message: Outgoing) -> str:
+    """A message for a log line: where it was going and the input record behind it."""
+    to = message.topic if message.partition is None else f"{message.topic}/{message.partition}"
+    if message.source is not None:
+        topic, partition, offset = message.source
+        return f"the message to {to} of input record {topic}/{partition}/{offset}"
+    key = (message.key or b"")[:100].decode(errors="replace")
+    return f"the message to {to} with key {key!r}"

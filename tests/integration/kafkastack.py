@@ -56,6 +56,10 @@ class Stack:
                 "ALERTING__METRICS__PORT": "0",
                 # the service refuses a configured cluster without a snapshot-signing key
                 "ALERTING__STATE__SIGNING_KEY": "integration-tests-signing-key",
+                # not the working directory: a test's forwarder must not write into the repo
+                "ALERTING__FORWARD__DEAD_LETTER_PATH": str(
+                    self.workdir / "forward-dead-letters.jsonl"
+                ),
                 "PYTHONUNBUFFERED": "1",
             }
         )

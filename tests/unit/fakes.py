@@ -3,7 +3,8 @@
 Records have kafka-python's ``ConsumerRecord`` attribute names. The fake serves its input
 in batches, keeps what was published per topic and partition, records what was committed
 (and the order of those calls), and can simulate a broker outage (the next N ``publish``
-calls raise ``DeliveryError``), a rebalance (run inside the next ``poll``, as kafka-python
+calls raise ``DeliveryError``), permanent refusals of some messages (:meth:`FakePort.refuse`:
+too large, not authorised), a rebalance (run inside the next ``poll``, as kafka-python
 runs its listener) and a crash (:class:`Crash` raised right after a publish or commit took
 effect). Integration tests use a real broker, never this.
 """
@@ -12,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from alerting.events import Event, encode
 from alerting.metrics import Metrics
 from alerting.processor import Processor
-from consumers.port import DeliveryError, Outgoing
+from consumers.port import DeliveryError, Outgoing, Refusal
 from consumers.runner import LoopConfig, Service
 
 DEFAULT_TOPIC = "market.events"
@@ -116,6 +118,8 @@ class FakePort:
         self._failed_publishes = 0
         self._crash_in: int | None = None
         self._crash_topic: str | None = None
+        self._refuse: Callable[[Outgoing], str | None] | None = None
+        self.refusals: list[Refusal] = []  # every refusal, in order
 
     # -- building the input -------------------------------------------------------------
 
@@ -179,6 +183,12 @@ class FakePort:
         """
         self._publish_failures_left = times
         self._acknowledge_first = acknowledge_first
+
+    def refuse(self, rule: Callable[[Outgoing], str | None] | None) -> None:
+        """From now on, refuse for good every message for which ``rule`` gives a reason
+        (``too_large``, ``not_authorized``...), as a broker or client does: the others of
+        the call are acknowledged, and ``DeliveryError`` lists the refused. None: stop."""
+        self._refuse = rule
 
     def fail_next_polls(self, times: int) -> None:
         """Make the next ``times`` poll calls raise, as when the group coordinator is gone."""
@@ -294,6 +304,17 @@ class FakePort:
                 f"simulated outage: {len(pending)} of {len(messages)} not acknowledged",
                 pending=pending,
             )
+        rule = self._refuse
+        refused = [] if rule is None else [(m, rule(m)) for m in messages]
+        refusals = [Refusal(m, reason, f"simulated: {reason}") for m, reason in refused if reason]
+        if refusals:
+            ok = [m for m, reason in refused if not reason]
+            self._deliver(ok)
+            self.refusals += refusals
+            self.calls.append(("publish_refused", len(refusals)))
+            for refusal in refusals:
+                self.history.append(("publish_refused", refusal.message.topic, refusal.message))
+            raise DeliveryError(f"simulated: {len(refusals)} refused", [], refusals)
         self._deliver(messages)
         self.calls.append(("publish", len(messages)))
         self._maybe_crash({m.topic for m in messages})
@@ -375,8 +396,10 @@ def build_service(
     max_batch_records: int = 1000,
     changelog: str | None = None,
     interval: float = 0.0,
+    **config: Any,
 ) -> tuple[Service, Metrics]:
-    """The consume loop on a fake port, with fast retries and its own metrics registry."""
+    """The consume loop on a fake port, with fast retries and its own metrics registry;
+    ``config``: more :class:`~consumers.runner.LoopConfig` fields."""
     metrics = Metrics(CollectorRegistry())
     config = LoopConfig(
         alerts_topic=ALERTS,
@@ -387,5 +410,6 @@ def build_service(
         retry_backoff_s=0.001,
         changelog_topic=changelog,
         commit_interval_s=interval,
+        **config,
     )
     return Service(port, processor, metrics, config, clock=clock), metrics

@@ -353,9 +353,9 @@ def test_the_detectors_need_a_signing_key_from_whoever_starts_compose() -> None:
     for name, service in detectors().items():
         with pytest.raises(KeyError, match="ALERTING_SIGNING_KEY"):
             environment(service, host={})
-        assert environment(service)["ALERTING__STATE__SIGNING_KEY"] == HOST_ENV[
-            "ALERTING_SIGNING_KEY"
-        ], name
+        assert (
+            environment(service)["ALERTING__STATE__SIGNING_KEY"] == HOST_ENV["ALERTING_SIGNING_KEY"]
+        ), name
 
 
 def test_two_detector_replicas_in_one_group(monkeypatch: pytest.MonkeyPatch) -> None:

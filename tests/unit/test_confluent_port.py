@@ -12,13 +12,19 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import CollectorRegistry
 
 from alerting.errors import ConfigError
 from alerting.metrics import Metrics
 from alerting.settings import load_settings
-from consumers.confluent_port import ConfluentPort, Record, consumer_config, producer_config
+from consumers.confluent_port import (
+    ConfluentPort,
+    Record,
+    consumer_config,
+    producer_config,
+    refusal_reason,
+)
 from consumers.port import DeliveryError, Outgoing
 
 
@@ -217,3 +223,62 @@ def test_rebalance_callbacks_reach_the_loop_with_partition_numbers() -> None:
     port._on_revoke(None, [])  # nothing to revoke: not called
     port._on_assign(None, [TP(1), TP(3)])
     assert calls == [("revoked", {0, 1}), ("assigned", {1, 3})]
+
+
+class RefusingProducer(FakeProducer):
+    """``produce`` raises ``raises[value]``; the delivery report of ``reports[value]``
+    carries that KafkaError; everything else is acknowledged."""
+
+    def __init__(self, raises: dict[bytes, Exception], reports: dict[bytes, KafkaError]) -> None:
+        super().__init__(fail=set())
+        self.raises, self.errors = raises, reports
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None, **kw: Any) -> None:
+        if value in self.raises:
+            raise self.raises[value]
+        self.sent.append((topic, value, kw))
+        report = kw["on_delivery"]
+        error = self.errors.get(value or b"")
+        self.reports.append(lambda: report(error, None))
+
+
+def test_publish_tells_refusals_from_temporary_failures_per_message() -> None:
+    too_large = KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+    producer = RefusingProducer(
+        raises={b"huge": too_large, b"bad": TypeError("header value must be bytes")},
+        reports={
+            b"denied": KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED),
+            b"slow": KafkaError(KafkaError._MSG_TIMED_OUT),
+            b"moved": KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION),
+        },
+    )
+    port = bare_port(producer=producer)
+    values = [b"ok", b"huge", b"denied", b"slow", b"bad", b"moved", b"ok2"]
+    messages = [Outgoing("t", b"k", v) for v in values]
+    with pytest.raises(DeliveryError, match="3 refused for good") as info:
+        port.publish(messages, 1.0)
+    # nothing raised by produce() escaped, and the messages after it were still sent
+    assert [v for _, v, _ in producer.sent] == [b"ok", b"denied", b"slow", b"moved", b"ok2"]
+    assert [m.value for m in info.value.pending] == [b"slow", b"moved"]
+    refused = {r.message.value: r.reason for r in info.value.refused}
+    assert refused == {b"huge": "too_large", b"denied": "not_authorized", b"bad": "invalid_record"}
+    assert all(r.detail for r in info.value.refused)
+
+
+def test_refusal_reasons_of_librdkafka_errors() -> None:
+    assert refusal_reason(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)) == "too_large"
+    assert refusal_reason(KafkaError(KafkaError.RECORD_LIST_TOO_LARGE)) == "too_large"
+    assert refusal_reason(KafkaError(KafkaError.INVALID_RECORD)) == "invalid_record"
+    assert refusal_reason(KafkaError(KafkaError.TOPIC_EXCEPTION)) == "invalid_topic"
+    # a delivery report's error has retriable() False whatever its code: only listed
+    # codes are refusals, the rest is retried
+    for temporary in (
+        KafkaError(KafkaError._MSG_TIMED_OUT),
+        KafkaError(KafkaError._TRANSPORT),
+        KafkaError(KafkaError._ALL_BROKERS_DOWN),
+        KafkaError(KafkaError.REQUEST_TIMED_OUT),
+        KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION),
+        KafkaError(KafkaError.NOT_ENOUGH_REPLICAS),
+        "not a KafkaError",
+    ):
+        assert refusal_reason(temporary) is None, temporary

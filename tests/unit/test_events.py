@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from alerting.errors import InvalidEvent
-from alerting.events import ABSURD, Metric, Quote, Trade, decode, encode
+from alerting.events import ABSURD, Metric, Quote, Trade, decode, encode, validate
 
 
 def _json(**fields: object) -> bytes:
@@ -237,3 +237,75 @@ def test_several_errors_are_summarised_in_one_reason() -> None:
     error = _reason(_json(kind="trade", time=0))  # symbol, price and size all missing
     assert error.reason == "missing_field"
     assert "more" in error.detail
+
+
+# -- strict numbers (issue 12, finding 9a) ------------------------------------------------
+
+NUMBER_FIELDS = [
+    (TRADE, "price"),
+    (TRADE, "size"),
+    (QUOTE, "bid"),
+    (QUOTE, "ask"),
+    (QUOTE, "bid_size"),
+    (QUOTE, "ask_size"),
+]
+
+
+@pytest.mark.parametrize("boolean", [True, False])
+@pytest.mark.parametrize(("base", "name"), NUMBER_FIELDS)
+def test_a_boolean_is_not_a_number_on_the_wire(
+    base: dict[str, object], name: str, boolean: bool
+) -> None:
+    error = _reason(_json(**{**base, name: boolean}))
+    assert error.reason == "schema", error
+    assert name in error.detail and "number" in error.detail
+
+
+@pytest.mark.parametrize("boolean", [True, False])
+def test_a_boolean_metric_value_is_refused(boolean: bool) -> None:
+    error = _reason(_json(**{**METRIC, "values": {"cpu": 0.5, "up": boolean}}))
+    assert error.reason == "schema"
+    assert "up" in error.detail
+
+
+@pytest.mark.parametrize(("base", "name"), NUMBER_FIELDS)
+def test_a_numeric_string_is_not_a_number_on_the_wire(base: dict[str, object], name: str) -> None:
+    error = _reason(_json(**{**base, name: "190.5"}))
+    assert error.reason == "schema"
+    assert name in error.detail
+    error = _reason(_json(**{**METRIC, "values": {"cpu": "0.5"}}))
+    assert (error.reason, "cpu" in error.detail) == ("schema", True)
+
+
+def test_json_integers_are_still_numbers() -> None:
+    event = decode(_json(**{**TRADE, "price": 190, "size": 100}))
+    assert isinstance(event, Trade)
+    assert (event.price, event.size) == (190.0, 100.0)
+    assert type(event.price) is float
+    metric = decode(_json(**{**METRIC, "values": {"queue": 12}}))
+    assert isinstance(metric, Metric) and metric.values == {"queue": 12.0}
+
+
+def test_file_rows_may_give_numbers_as_strings_but_not_booleans() -> None:
+    # a CSV cell is a string: validate() (rows of recorded files) keeps reading "190.5"
+    row = {**TRADE, "price": "190.5", "size": " 100 "}
+    event = validate(row)
+    assert isinstance(event, Trade) and (event.price, event.size) == (190.5, 100.0)
+    metric = validate({**METRIC, "values": {"cpu": "0.5"}})
+    assert isinstance(metric, Metric) and metric.values == {"cpu": 0.5}
+    for obj, name in [
+        ({**TRADE, "price": True}, "price"),
+        ({**QUOTE, "ask_size": False}, "ask_size"),
+        ({**METRIC, "values": {"cpu": True}}, "values.cpu"),
+    ]:
+        with pytest.raises(InvalidEvent) as info:
+            validate(obj)
+        assert info.value.reason == "schema"
+        assert name in info.value.detail
+
+
+def test_code_building_events_still_passes_ints_and_floats() -> None:
+    trade = Trade(symbol="X", price=10, size=1, time=0)
+    assert (trade.price, trade.size) == (10.0, 1.0)
+    with pytest.raises(ValueError, match="valid number"):
+        Trade(symbol="X", price=True, size=1, time=0)

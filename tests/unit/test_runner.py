@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import random
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
-from fakes import ALERTS, DEFAULT_TOPIC, DLQ, FakePort, FakeRecord, build_service
+from fakes import ALERTS, DEFAULT_TOPIC, DLQ, Crash, FakePort, FakeRecord, build_service
 
 from alerting.alerts import FIRING, SourcePosition
 from alerting.detectors import RollingZScore
+from alerting.errors import ConfigError
 from alerting.events import Event, Metric, Trade
-from alerting.metrics import Metrics
+from alerting.metrics import PUBLISH_SKIP_REASONS, Metrics
 from alerting.policy import AlertPolicy
 from alerting.processor import Processor
+from alerting.settings import load_settings
 from alerting.thresholds import FixedThreshold
-from consumers.port import Outgoing
+from consumers.port import PERMANENT_ERROR_CODES, Outgoing
 from consumers.runner import Service
 from producers import dead_letters
 
@@ -48,12 +54,14 @@ def make_service(
     processor: Processor | None = None,
     clock: Clock | None = None,
     max_batch_records: int = 1000,
+    **config: Any,
 ) -> tuple[Service, Metrics]:
     return build_service(
         port,
         processor if processor is not None else make_processor(),
         clock if clock is not None else Clock(),
         max_batch_records,
+        **config,
     )
 
 
@@ -400,3 +408,376 @@ def test_consumer_lag_is_exported_per_partition() -> None:
     service.run_once()
     assert value(metrics, "alerting_consumer_lag_records", partition="0") == 0
     assert value(metrics, "alerting_consumer_lag_records", partition="1") == 0
+
+
+# -- records the broker refuses for good (issue 12, finding 2) ----------------------------
+
+LIMIT = 10_000  # the simulated producer's max_request_size
+
+
+def too_large(message: Outgoing) -> str | None:
+    size = len(message.value or b"") + len(message.key or b"")
+    return "too_large" if size > LIMIT else None
+
+
+def test_a_dead_letter_refused_as_too_large_is_sent_as_a_stub_and_the_loop_goes_on() -> None:
+    port, n = alerting_port()  # two alerts in this batch
+    garbage = b"\x00not json" + bytes(range(256)) * 100  # 25.6 kB: its dead letter is refused
+    big = port.add_raw(garbage, key=b"AAPL", headers=[("trace-id", b"t1")], timestamp_ms=7)
+    port.add_event(Metric(entity="g", values={"load": 1.0}, time=1_700_000_200.0))
+    port.refuse(too_large)
+    service, metrics = make_service(port)
+
+    assert service.run_once() == n + 2
+    letters = port.published_to(DLQ)
+    assert len(letters) == 1
+    letter = letters[0]
+    headers = header_dict(letter)
+    assert (letter.key, letter.value) == (b"AAPL", b"")
+    assert letter.headers[0] == ("trace-id", b"t1")  # the original headers, first
+    assert headers[dead_letters.REASON] == b"not_json"  # why it is a dead letter
+    assert headers[dead_letters.STUB] == b"too_large"  # why its value was left out
+    assert headers[dead_letters.VALUE_BYTES] == str(len(garbage)).encode()
+    assert headers[dead_letters.VALUE_SHA256] == hashlib.sha256(garbage).hexdigest().encode()
+    assert headers[dead_letters.KEY_BYTES] == b"4"
+    assert headers[dead_letters.SOURCE_OFFSET] == str(big.offset).encode()
+    assert headers[dead_letters.STUB_DETAIL]
+    # the alerts of the batch and the event behind the garbage went through, all committed
+    assert len(port.published_to(ALERTS)) == 2
+    assert value(metrics, "alerting_events_invalid_total", reason="not_json") == 1
+    assert value(metrics, "alerting_events_processed_total", kind="metric") == n + 1
+    assert value(metrics, "alerting_publish_skipped_total", reason="too_large") == 0
+    assert port.committed == {(DEFAULT_TOPIC, 0): n + 2}
+    assert service.batches == 1
+
+
+def test_a_message_refused_for_good_is_skipped_after_the_attempts_with_a_metric_and_a_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port, n = alerting_port()
+    port.refuse(lambda m: "not_authorized" if m.topic == ALERTS else None)
+    port.add_raw(b"garbage", key=b"k")  # its dead letter is accepted, in the same calls
+    service, metrics = make_service(port, max_refused_attempts=3)
+
+    with caplog.at_level(logging.WARNING, logger="consumers.runner"):
+        assert service.run_once() == n + 1
+    # each alert was tried 3 times, then skipped; nothing else was held up
+    assert [name for name, _ in port.calls].count("publish_refused") == 3
+    assert len(port.refusals) == 6
+    assert port.published_to(ALERTS) == []
+    assert len(port.published_to(DLQ)) == 1
+    assert value(metrics, "alerting_publish_skipped_total", reason="not_authorized") == 2
+    assert value(metrics, "alerting_alerts_total", type=FIRING, severity="critical") == 0
+    assert port.committed == {(DEFAULT_TOPIC, 0): n + 1}
+    skipped = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
+    assert len(skipped) == 2
+    spike_offsets = {n - 2, n - 1}
+    for line in skipped:
+        assert ALERTS in line and "not_authorized" in line and "3 times" in line
+        assert any(f"{DEFAULT_TOPIC}/0/{offset}" in line for offset in spike_offsets), line
+    # the loop goes on with the next batch
+    port.add_event(Metric(entity="g", values={"load": 1.0}, time=1_700_000_300.0))
+    assert service.run_once() == 1
+    assert port.committed == {(DEFAULT_TOPIC, 0): n + 2}
+
+
+def test_a_stub_the_broker_also_refuses_is_skipped_after_the_attempts() -> None:
+    port = FakePort()
+    port.add_raw(b"x" * 50_000, key=b"k")
+    port.add_event(GOOD)
+    port.refuse(lambda m: "not_authorized" if m.topic == DLQ else None)  # the DLQ's ACLs
+    service, metrics = make_service(port, max_refused_attempts=2)
+
+    assert service.run_once() == 2
+    refused = [r.message for r in port.refusals]
+    assert refused[0].value == b"x" * 50_000  # first whole...
+    assert [m.value for m in refused[1:]] == [b"", b""]  # ...then its stub, twice
+    assert value(metrics, "alerting_publish_skipped_total", reason="not_authorized") == 1
+    assert port.committed == {(DEFAULT_TOPIC, 0): 2}
+
+
+def test_temporary_failures_are_still_retried_without_limit_around_refusals() -> None:
+    port, n = alerting_port()
+    port.fail_next_publishes(5)  # more than max_refused_attempts: never a reason to skip
+    service, metrics = make_service(port, max_refused_attempts=2)
+    service.run_once()
+    assert len(port.published_to(ALERTS)) == 2
+    assert value(metrics, "alerting_broker_errors_total", operation="publish") == 5
+    assert value(metrics, "alerting_publish_skipped_total", reason="other") == 0
+    assert port.committed == {(DEFAULT_TOPIC, 0): n}
+
+
+def test_a_refused_snapshot_is_skipped_and_the_offsets_committed() -> None:
+    port = FakePort()
+    add_all(port, calm("a", 3))
+    port.refuse(lambda m: "too_large" if m.topic == "state" else None)
+    service, metrics = build_service(port, make_processor(), Clock(), changelog="state")
+    assert service.run_once() == 3
+    assert port.published_to("state") == []
+    assert value(metrics, "alerting_publish_skipped_total", reason="too_large") == 1
+    assert port.committed == {(DEFAULT_TOPIC, 0): 3}
+
+
+def test_a_record_over_max_event_bytes_is_stubbed_without_being_decoded() -> None:
+    port = FakePort()
+    port.add_event(GOOD)
+    # a valid event, padded: over the bound, so it is never decoded nor processed
+    padded = b'{"kind": "metric", "entity": "g", "values": {"load": 1.0}, "time": 1' + b" " * 5000
+    huge_key = b"K" * 5000
+    headers = [("small", b"s"), ("huge", b"h" * 100_000)]
+    record = port.add_raw(padded + b"}", key=huge_key, headers=headers)
+    port.add_event(Metric(entity="g", values={"load": 1.0}, time=2))
+    service, metrics = make_service(port, max_event_bytes=4096)
+
+    assert service.run_once() == 3
+    assert value(metrics, "alerting_events_invalid_total", reason="too_large") == 1
+    assert value(metrics, "alerting_events_processed_total", kind="metric") == 2
+    [letter] = port.published_to(DLQ)
+    got = header_dict(letter)
+    assert letter.value == b""
+    assert letter.key == huge_key[: dead_letters.MAX_STUB_KEY_BYTES]
+    assert got[dead_letters.KEY_BYTES] == b"5000"
+    assert got[dead_letters.REASON] == got[dead_letters.STUB] == b"too_large"
+    assert b"max_event_bytes" in got[dead_letters.DETAIL]
+    assert got[dead_letters.VALUE_BYTES] == str(len(record.value or b"")).encode()
+    assert (
+        got[dead_letters.VALUE_SHA256] == hashlib.sha256(record.value or b"").hexdigest().encode()
+    )
+    assert got["small"] == b"s" and "huge" not in got  # over the header budget: dropped
+    assert got[dead_letters.HEADERS_DROPPED] == b"1"
+    assert sum(len(v) for _, v in letter.headers) < 10_000
+    assert port.committed == {(DEFAULT_TOPIC, 0): 3}
+
+
+def test_a_tombstone_without_a_key_is_dead_lettered_even_if_the_client_refuses_it() -> None:
+    # kafka-python's send() raises ValueError for a message with neither key nor value
+    port = FakePort()
+    port.add_raw(None)
+    port.refuse(lambda m: "invalid_record" if m.key is None and m.value is None else None)
+    service, metrics = make_service(port)
+    assert service.run_once() == 1
+    assert value(metrics, "alerting_events_invalid_total", reason="empty") == 1
+    [letter] = port.published_to(DLQ)
+    assert header_dict(letter)[dead_letters.REASON] == b"empty"
+    assert header_dict(letter)[dead_letters.VALUE_BYTES] == b"-1"
+    assert port.committed == {(DEFAULT_TOPIC, 0): 1}
+
+
+def test_an_error_out_of_the_loop_makes_nothing_durable_in_close() -> None:
+    """kafka-python's close() runs the revocation listener: after an unexpected error it
+    must neither snapshot nor commit the half-done batch (nor hide the error)."""
+    port, _ = alerting_port()
+    port.crash_after(1, topic=ALERTS)
+    service, _ = build_service(port, make_processor(), Clock(), changelog="state")
+
+    def close() -> None:
+        service._revoked({0})  # what KafkaConsumer.close() does
+        port.closed = True
+
+    port.close = close  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        service.run()
+    assert port.closed
+    assert port.published_to("state") == []
+    assert port.commits == []
+
+
+# -- far-future events (issue 12, finding 7) ----------------------------------------------
+
+NOW = 1_767_623_400.0  # the injected wall clock: 2026-01-05T14:30:00Z
+
+
+def test_a_far_future_event_is_dead_lettered_and_evicts_nobody() -> None:
+    port = FakePort()
+    for entity in "abc":
+        add_all(port, calm(entity, 6, start=NOW - 100))
+    processor = Processor(
+        RollingZScore(window=16, min_history=4),
+        AlertPolicy(),
+        FixedThreshold(6.0),
+        warmup=WARMUP,
+        idle_ttl_s=3600.0,
+    )
+    service, metrics = build_service(port, processor, Clock(NOW), max_time_ahead_s=86_400.0)
+    service.run_once()
+    assert value(metrics, "alerting_live_models") == 3
+
+    far = port.add_event(
+        Metric(entity="d", values={"load": 1.0}, time=datetime(9999, 12, 31, tzinfo=UTC))
+    )
+    add_all(port, calm("a", 2, start=NOW - 10))
+    assert service.run_once() == 3
+    [letter] = port.published_to(DLQ)
+    got = header_dict(letter)
+    assert got[dead_letters.REASON] == b"future_time"
+    assert b"max_time_ahead_s" in got[dead_letters.DETAIL]
+    assert letter.value == far.value  # an ordinary dead letter: kept whole
+    assert value(metrics, "alerting_events_invalid_total", reason="future_time") == 1
+    # event time did not jump: nobody was evicted, every entity is still live
+    assert processor.newest_timestamp < NOW
+    assert value(metrics, "alerting_model_evictions_total") == 0
+    assert value(metrics, "alerting_live_models") == 3
+    assert port.committed == {(DEFAULT_TOPIC, 0): 21}
+
+
+def test_only_the_future_is_bounded_whatever_the_time_zone() -> None:
+    port = FakePort()
+    recorded = [
+        b'{"kind": "metric", "entity": "old", "values": {"x": 1}, "time": "2001-09-09T01:46:40Z"}',
+        b'{"kind": "metric", "entity": "old", "values": {"x": 1}, "time": 0}',
+        # 23 h ahead, written in +05:00 then in UTC: inside the bound
+        b'{"kind": "metric", "entity": "soon", "values": {"x": 1}, '
+        b'"time": "2026-01-06T18:30:00+05:00"}',
+        b'{"kind": "metric", "entity": "soon", "values": {"x": 1}, "time": 1767706200}',
+        # 25 h ahead: refused, in either zone
+        b'{"kind": "metric", "entity": "late", "values": {"x": 1}, '
+        b'"time": "2026-01-06T20:30:00+05:00"}',
+        b'{"kind": "metric", "entity": "late", "values": {"x": 1}, "time": "2026-01-06T15:30:00Z"}',
+    ]
+    for raw in recorded:
+        port.add_raw(raw, key=b"k")
+    service, metrics = build_service(port, make_processor(), Clock(NOW), max_time_ahead_s=86_400.0)
+    assert service.run_once() == len(recorded)
+    letters = port.published_to(DLQ)
+    assert [m.value for m in letters] == recorded[4:]
+    assert value(metrics, "alerting_events_processed_total", kind="metric") == 4
+
+
+def test_the_future_bound_follows_the_injected_clock() -> None:
+    port = FakePort()
+    port.add_event(Metric(entity="a", values={"x": 1.0}, time=NOW + 7200))
+    clock = Clock(NOW)
+    service, metrics = build_service(port, make_processor(), clock, max_time_ahead_s=3600.0)
+    service.run_once()
+    assert value(metrics, "alerting_events_invalid_total", reason="future_time") == 1
+    port.add_event(Metric(entity="a", values={"x": 1.0}, time=NOW + 7200))
+    clock.now = NOW + 5400  # the wall clock moved: now only 30 min ahead
+    service.run_once()
+    assert value(metrics, "alerting_events_invalid_total", reason="future_time") == 1
+    assert value(metrics, "alerting_events_processed_total", kind="metric") == 1
+
+
+# -- the settings of these bounds ---------------------------------------------------------
+
+
+def test_the_bounds_have_validated_settings() -> None:
+    service = load_settings().service
+    assert (service.max_time_ahead_s, service.max_event_bytes) == (86_400.0, 1024 * 1024)
+    assert service.max_refused_attempts == 3
+    cases: list[dict[str, object]] = [
+        {"max_time_ahead_s": 0},
+        {"max_time_ahead_s": -60},
+        {"max_time_ahead_s": "inf"},
+        {"max_time_ahead_s": "nan"},
+        {"max_event_bytes": 10},
+        {"max_refused_attempts": 0},
+    ]
+    for bad in cases:
+        [name] = bad
+        with pytest.raises(ConfigError, match=f"service.{name}"):
+            load_settings(service=bad)
+    assert load_settings(service={"max_time_ahead_s": 60}).service.max_time_ahead_s == 60.0
+
+
+def test_every_skip_reason_a_port_can_give_is_a_known_label_value() -> None:
+    reasons = set(PERMANENT_ERROR_CODES.values()) | {"other", "invalid_record"}
+    assert reasons == set(PUBLISH_SKIP_REASONS)
+
+
+# -- the kafka-python port tells refusals from temporary failures -------------------------
+
+
+class _Future:
+    def __init__(self, error: Exception | None, done: bool = True) -> None:
+        self.exception, self._done = error, done
+
+    def succeeded(self) -> bool:
+        return self._done and self.exception is None
+
+    def failed(self) -> bool:
+        return self._done and self.exception is not None
+
+
+class _KafkaPythonProducer:
+    """send() raises ``raises[value]``; the future of ``fails[value]`` fails with it; a
+    value in ``late`` is never acknowledged (flush timed out)."""
+
+    def __init__(
+        self, raises: dict[bytes, Exception], fails: dict[bytes, Exception], late: set[bytes]
+    ) -> None:
+        self.raises, self.fails, self.late = raises, fails, late
+        self.sent: list[bytes] = []
+
+    def send(self, topic: str, key: bytes | None, value: bytes, **kw: Any) -> _Future:
+        if value in self.raises:
+            raise self.raises[value]
+        self.sent.append(value)
+        return _Future(self.fails.get(value), done=value not in self.late)
+
+    def flush(self, timeout: float) -> None:
+        return None
+
+
+def test_the_kafka_python_port_reports_refusals_per_message() -> None:
+    from kafka.errors import (
+        KafkaTimeoutError,
+        MessageSizeTooLargeError,
+        NotLeaderForPartitionError,
+        TopicAuthorizationFailedError,
+    )
+
+    from consumers.kafka_port import KafkaPort
+    from consumers.port import DeliveryError
+
+    producer = _KafkaPythonProducer(
+        raises={b"huge": MessageSizeTooLargeError("17 MB"), b"none": ValueError("no key")},
+        fails={b"denied": TopicAuthorizationFailedError(), b"moved": NotLeaderForPartitionError()},
+        late={b"slow"},
+    )
+    port = KafkaPort.__new__(KafkaPort)
+    port.producer = producer
+    values = [b"ok", b"huge", b"denied", b"slow", b"none", b"moved", b"ok2"]
+    with pytest.raises(DeliveryError, match="3 refused for good") as info:
+        port.publish([Outgoing("t", b"k", v) for v in values], 1.0)
+    assert producer.sent == [b"ok", b"denied", b"slow", b"moved", b"ok2"]
+    assert [m.value for m in info.value.pending] == [b"slow", b"moved"]
+    refused = {r.message.value: r.reason for r in info.value.refused}
+    assert refused == {b"huge": "too_large", b"denied": "not_authorized", b"none": "invalid_record"}
+    assert "MessageSizeTooLargeError" in next(r.detail for r in info.value.refused)
+
+    # a temporary error raised by send() (no metadata in time) holds the rest back
+    producer = _KafkaPythonProducer(
+        raises={b"b": KafkaTimeoutError("metadata")}, fails={}, late=set()
+    )
+    port.producer = producer
+    with pytest.raises(DeliveryError) as info:
+        port.publish([Outgoing("t", b"k", v) for v in (b"a", b"b", b"c")], 1.0)
+    assert producer.sent == [b"a"]
+    assert [m.value for m in info.value.pending] == [b"b", b"c"]
+    assert info.value.refused == []
+
+
+def test_kafka_python_errors_that_are_outages_are_never_refusals() -> None:
+    from kafka.errors import (
+        BrokerNotAvailableError,
+        CorruptRecordError,
+        InvalidRequiredAcksError,
+        KafkaConnectionError,
+        NotEnoughReplicasError,
+        RecordListTooLargeError,
+        RequestTimedOutError,
+    )
+
+    from consumers.kafka_port import refusal_reason
+
+    assert refusal_reason(RecordListTooLargeError()) == "too_large"
+    assert refusal_reason(InvalidRequiredAcksError()) == "other"
+    for outage in (
+        BrokerNotAvailableError(),
+        CorruptRecordError(),
+        KafkaConnectionError(),
+        NotEnoughReplicasError(),
+        RequestTimedOutError(),
+        RuntimeError("anything else"),
+    ):
+        assert refusal_reason(outage) is None, outage
