@@ -45,9 +45,7 @@ _Price = Annotated[float, Field(strict=True, gt=0, lt=ABSURD)]
 _Size = Annotated[float, Field(strict=True, ge=0, lt=ABSURD)]
 # no control characters (C0, DEL, C1): an entity becomes a changelog key, an alert's
 # subject and a log line, where a NUL, a carriage return or an escape sequence would lie
-_Entity = Annotated[
-    str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
-]
+_Entity = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
 
 
 class _Event(BaseModel):
