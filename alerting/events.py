@@ -201,8 +201,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def parse_time(value: object) -> datetime:
     """A timezone-aware UTC datetime from an RFC 3339 string or a number since the epoch.
 
-    Numbers are seconds, or milliseconds above 1e11 (microseconds above 1e14,
-    nanoseconds above 1e17); strings holding a number are read the same way.
+    Numbers are seconds, or milliseconds above 2e10 (as pydantic reads a number on the
+    wire, so a file and its replay agree; microseconds above 1e14, nanoseconds above
+    1e17); strings holding a number are read the same way.
 
     >>> parse_time("2026-01-05T14:30:00Z") == parse_time(1767623400) == parse_time("1767623400000")
     True
@@ -236,7 +237,7 @@ def parse_time(value: object) -> datetime:
         number /= 1e9
     elif magnitude >= 1e14:
         number /= 1e6
-    elif magnitude >= 1e11:
+    elif magnitude > 2e10:
         number /= 1e3
     try:
         return _EPOCH + timedelta(seconds=number)

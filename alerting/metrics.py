@@ -46,7 +46,7 @@ EVENT_KINDS = ("trade", "quote", "metric")
 #: (consumers.runner: too_large, future_time, processing_error)
 INVALID_EVENT_REASONS = (
     "empty", "not_json", "not_an_object", "unknown_kind", "missing_field", "not_finite",
-    "out_of_range", "schema", "too_large", "future_time", "processing_error",
+    "out_of_range", "schema", "too_large", "future_time", "unreadable", "processing_error",
 )  # fmt: skip
 #: alert severities (alerting.policy.Severity)
 SEVERITIES = ("warning", "critical")

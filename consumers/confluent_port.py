@@ -28,7 +28,14 @@ from alerting.metrics import Metrics
 from alerting.settings import Settings
 from consumers.health import login_refused
 from consumers.kafka_port import MAX_MESSAGE_BYTES, read_to_high_watermark
-from consumers.port import DeliveryError, InputRecord, Outgoing, Refusal, permanent_reason
+from consumers.port import (
+    DeliveryError,
+    InputRecord,
+    Outgoing,
+    Refusal,
+    UnreadableRecord,
+    permanent_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,19 @@ class Record:
         self.key: bytes | None = message.key()
         self.value: bytes | None = message.value()
         self.headers: list[tuple[str, bytes | None]] = message.headers() or []
+
+
+def _unreadable(message: Any, exc: Exception) -> UnreadableRecord:
+    cause = exc.__cause__ or exc.__context__
+    detail = f"{type(exc).__name__}: {exc}" + (f" ({cause!r})" if cause is not None else "")
+    log.warning(
+        "record %s/%d/%d cannot be read by the Kafka client (%s): dead-lettered, skipped",
+        message.topic(),
+        message.partition(),
+        message.offset(),
+        detail,
+    )
+    return UnreadableRecord(message.topic(), message.partition(), message.offset(), detail[:1000])
 
 
 def refusal_reason(error: Any) -> str | None:
@@ -161,7 +181,10 @@ class ConfluentPort:
         for message in messages:
             error = message.error()
             if error is None:
-                records.append(Record(message))
+                try:
+                    records.append(Record(message))
+                except Exception as exc:  # headers() on a header name that is not UTF-8
+                    records.append(_unreadable(message, exc))
             elif error.code() != KafkaError._PARTITION_EOF:
                 if error.fatal():
                     raise RuntimeError(f"Kafka consumer failed: {error}")

@@ -13,12 +13,19 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import BrokerResponseError
+from kafka.errors import BrokerResponseError, CorruptRecordError
 from kafka.structs import OffsetAndMetadata
 
 from alerting.metrics import Metrics
 from alerting.settings import Settings
-from consumers.port import DeliveryError, InputRecord, Outgoing, Refusal, permanent_reason
+from consumers.port import (
+    DeliveryError,
+    InputRecord,
+    Outgoing,
+    Refusal,
+    UnreadableRecord,
+    permanent_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +163,8 @@ class KafkaPort:
         self.listener = _Listener(metrics)
         self.consumer.subscribe([settings.topics.events], listener=self.listener)
         self.producer = producer_for(settings)
+        # per partition: (first, last) offsets of the latest run of unreadable records
+        self._unreadable: dict[TopicPartition, tuple[int, int]] = {}
 
     def on_rebalance(
         self, assigned: Callable[[set[int]], None], revoked: Callable[[set[int]], None]
@@ -169,7 +178,48 @@ class KafkaPort:
         return read_to_high_watermark(self.settings, topic, partitions)
 
     def poll(self, max_records: int, timeout_ms: int) -> Sequence[InputRecord]:
-        return records_of(self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records))
+        try:
+            return records_of(self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records))
+        except CorruptRecordError as exc:
+            unreadable = self._skip_unreadable(exc)
+            if unreadable is None:
+                raise
+            return [unreadable]
+
+    def _skip_unreadable(self, exc: CorruptRecordError) -> UnreadableRecord | None:
+        """Move past the record kafka-python could not parse (it decodes header names as
+        UTF-8, and then polls that partition again forever, or blocks); the record, to be
+        dead-lettered. None if the partition cannot be told (then the error stands)."""
+        # which partition: kafka-python 3.x keeps the records it was reading here
+        fetcher = getattr(self.consumer, "_fetcher", None)
+        current = getattr(fetcher, "_next_partition_records", None)
+        tp = getattr(current, "topic_partition", None)
+        if not isinstance(tp, TopicPartition):
+            return None
+        offset = self.consumer.position(tp)
+        if offset is None:
+            return None
+        self.consumer.seek(tp, offset + 1)
+        detail = str(exc)[:1000]
+        first = self._unreadable.get(tp)
+        if first is not None and first[1] == offset - 1:
+            # kafka-python reads a record batch in one pass: past an unreadable record it
+            # reads none of the batch's others (kafka.client = "confluent" does)
+            detail = (
+                f"in the record batch of the unreadable record at offset {first[0]}, which "
+                f"kafka-python cannot read past (kafka.client = confluent can): {detail}"
+            )[:1000]
+            self._unreadable[tp] = (first[0], offset)
+        else:
+            self._unreadable[tp] = (offset, offset)
+            log.warning(
+                "record %s/%d/%d cannot be read by the Kafka client (%s): dead-lettered, skipped",
+                tp.topic,
+                tp.partition,
+                offset,
+                exc,
+            )
+        return UnreadableRecord(tp.topic, tp.partition, offset, detail)
 
     def publish(self, messages: Sequence[Outgoing], timeout_s: float) -> None:
         send = self.producer.send

@@ -40,6 +40,22 @@ class InputRecord(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadableRecord:
+    """A record the client could not read (a header name that is not UTF-8, say), as an
+    input record of its position with no key, value or headers: the loop dead-letters
+    it (reason ``unreadable``, ``detail`` the client's words) and goes on past it."""
+
+    topic: str
+    partition: int
+    offset: int
+    detail: str
+    timestamp: int = -1
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+
+
 @dataclass(slots=True)
 class Outgoing:
     """A message to publish."""

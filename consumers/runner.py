@@ -44,7 +44,7 @@ from alerting.errors import InvalidEvent
 from alerting.events import decode
 from alerting.metrics import Metrics
 from alerting.processor import Processor
-from consumers.port import DeliveryError, InputRecord, Outgoing, Port, Refusal
+from consumers.port import DeliveryError, InputRecord, Outgoing, Port, Refusal, UnreadableRecord
 from producers.dead_letters import dead_letter, is_stub, stub
 
 log = logging.getLogger(__name__)
@@ -319,8 +319,13 @@ class Service:
             try:
                 event = decode(value)
             except InvalidEvent as error:
-                invalid.labels(reason=error.reason).inc()
-                outgoing.append(dead_letter(record, error, cfg.dead_letter_topic))
+                refused = (
+                    InvalidEvent("unreadable", record.detail)  # the client could not parse it
+                    if isinstance(record, UnreadableRecord)
+                    else error
+                )
+                invalid.labels(reason=refused.reason).inc()
+                outgoing.append(dead_letter(record, refused, cfg.dead_letter_topic))
                 continue
             if local is not None:
                 moment = event.time

@@ -25,7 +25,7 @@ Rules:
   the mapping only renames the key and time fields when those are present. Objects
   without ``kind`` are mapped like CSV rows.
 - Times are RFC 3339 / ISO 8601 strings (a time without a zone is UTC) or numbers since
-  the epoch: seconds, or milliseconds above 1e11 (microseconds above 1e14, nanoseconds
+  the epoch: seconds, or milliseconds above 2e10 (microseconds above 1e14, nanoseconds
   above 1e17). With the default time column ``timestamp``, a ``time`` column is used
   when there is no ``timestamp`` one.
 - A row that cannot become a valid event is yielded as an :class:`InvalidRow` with its

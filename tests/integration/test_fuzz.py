@@ -418,6 +418,8 @@ def _run_single_partition(
     stack: Stack,
     sends: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
     timeout_s: float,
+    flush_after: frozenset[int] = frozenset(),
+    **env: str,
 ) -> tuple[bool, bool, int | None, str, str, list[Any], list[tuple[int, int]]]:
     """Produce ``sends`` (key, value, headers) to one partition, run the service until it
     committed them all (or died, or ``timeout_s``); (consumed, alive, exit code, log,
@@ -425,14 +427,16 @@ def _run_single_partition(
     stack.create_topics()
     producer = fast_producer(stack)
     try:
-        futures = [
-            producer.send(stack.events, key=k, value=v, headers=h, partition=0) for k, v, h in sends
-        ]
+        futures = []
+        for index, (k, v, h) in enumerate(sends):
+            futures.append(producer.send(stack.events, key=k, value=v, headers=h, partition=0))
+            if index in flush_after:  # a record batch ends here
+                producer.flush(timeout=60)
         producer.flush(timeout=60)
         placed = [(f.get(timeout=30).partition, f.get(timeout=30).offset) for f in futures]
     finally:
         producer.close(timeout=10)
-    service = stack.start("run")
+    service = stack.start("run", **env)
     exposition = ""
     try:
         consumed = wait_consumed(stack, {0: placed[-1][1] + 1}, service, timeout_s)
@@ -484,3 +488,43 @@ def test_oversized_garbage_is_dead_lettered_as_a_stub(broker: Broker, tmp_path: 
         assert is_stub(letter, value), f"{name}: not a stub with the size and SHA-256"
     processed = sum(exposition_values(exposition, "alerting_events_processed_total").values())
     assert processed == good
+
+
+class _RawName(str):
+    """A header name kafka-python sends as the raw bytes given (one that is not UTF-8)."""
+
+    raw: bytes
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self.raw
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_a_header_name_that_is_not_utf8_is_dead_lettered_and_skipped(
+    broker: Broker, tmp_path: Path, client: str
+) -> None:
+    """The protocol allows any bytes in a header name; the clients decode names as UTF-8
+    (kafka-python then polled that partition forever, blocked, and ignored SIGTERM;
+    confluent-kafka lost the rest of the batch). The record goes to the dead-letter topic
+    as unreadable, the records after it are processed. (kafka-python reads no further in
+    the record batch that holds it: the unreadable record ends its batch here.)"""
+    stack = new_stack(broker, tmp_path, partitions=1)
+    name = _RawName("raw")
+    name.raw = b"\xff\xfe-name"
+    sends: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+    sends += [(b"HDR", v, []) for v in _good_trades("HDR", 100, 0)]
+    sends.append((b"HDR", _good_trades("HDR", 1, 100)[0], [(name, b"v")]))
+    sends += [(b"HDR", v, []) for v in _good_trades("HDR", 100, 101)]
+    consumed, alive, code, log, exposition, letters, placed = _run_single_partition(
+        stack, sends, 60, frozenset({99, 100}), ALERTING__KAFKA__CLIENT=client
+    )
+    assert "Traceback" not in log, tail(log[log.find("Traceback") :], 30)
+    assert alive and consumed, tail(log)
+    assert code == 0, f"exit code {code} (None: did not stop within 10 s of SIGTERM)"
+    assert len(letters) == 1, [dict(x.headers) for x in letters]
+    assert last_header(letters[0].headers, REASON) == b"unreadable"
+    assert int(last_header(letters[0].headers, SOURCE_OFFSET) or b"-1") == placed[100][1]
+    processed = sum(exposition_values(exposition, "alerting_events_processed_total").values())
+    assert processed == 200
+    invalid = exposition_values(exposition, "alerting_events_invalid_total")
+    assert sum(invalid.values()) == 1, invalid

@@ -309,3 +309,16 @@ def test_code_building_events_still_passes_ints_and_floats() -> None:
     assert (trade.price, trade.size) == (10.0, 1.0)
     with pytest.raises(ValueError, match="valid number"):
         Trade(symbol="X", price=True, size=1, time=0)
+
+
+@pytest.mark.parametrize(
+    "number", [0, 1767623400, 2e10, 2e10 + 1, 5e10, 99_999_999_999, 253402300799, 1767623400000]
+)
+def test_a_number_since_the_epoch_is_the_same_time_on_the_wire_and_in_a_file(
+    number: float,
+) -> None:
+    # a file's rows are replayed onto the wire: both must read seconds and milliseconds alike
+    from alerting.events import decode, parse_time
+
+    event = {"kind": "metric", "entity": "a", "values": {"x": 1.0}, "time": number}
+    assert decode(json.dumps(event).encode()).time == parse_time(number)

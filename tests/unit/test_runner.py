@@ -781,3 +781,27 @@ def test_kafka_python_errors_that_are_outages_are_never_refusals() -> None:
         RuntimeError("anything else"),
     ):
         assert refusal_reason(outage) is None, outage
+
+
+def test_a_record_the_client_cannot_read_is_dead_lettered_as_unreadable_and_passed() -> None:
+    from consumers.port import UnreadableRecord
+
+    port = FakePort()
+    for i in range(3):
+        port.add_event(Trade(symbol="AAPL", price=100.0, size=1, time=1_700_000_000 + i))
+    detail = "CorruptRecordError: UnicodeDecodeError('utf-8', b'\\xff\\xfe-name', ...)"
+    port.records.append(UnreadableRecord(DEFAULT_TOPIC, 0, 3, detail))  # type: ignore[arg-type]
+    port.add_event(Trade(symbol="AAPL", price=100.0, size=1, time=1_700_000_004))
+    service, metrics = make_service(port)
+    assert service.run_once() == 5
+    (letter,) = port.published_to(DLQ)
+    headers = dict(letter.headers)
+    assert headers[dead_letters.REASON] == b"unreadable"
+    assert (
+        headers[dead_letters.SOURCE_OFFSET] == b"3"
+        and detail.encode() in headers[dead_letters.DETAIL]
+    )
+    assert letter.key is None and letter.value is None
+    assert value(metrics, "alerting_events_invalid_total", reason="unreadable") == 1
+    assert value(metrics, "alerting_events_processed_total", kind="trade") == 4
+    assert port.commits[-1][(DEFAULT_TOPIC, 0)] == 5
