@@ -156,7 +156,11 @@ def test_an_oversized_record_is_dead_lettered_as_a_stub_and_a_restart_goes_on(
 
 @pytest.mark.parametrize(
     ("client", "refusal"),
-    [("kafka-python", "MessageSizeTooLargeError"), ("confluent", "MSG_SIZE_TOO_LARGE")],
+    [
+        ("kafka-python", "MessageSizeTooLargeError"),
+        # the same path on librdkafka: make test-slow (12 s)
+        pytest.param("confluent", "MSG_SIZE_TOO_LARGE", marks=pytest.mark.slow),
+    ],
 )
 def test_a_dead_letter_the_producer_refuses_whole_is_sent_as_a_stub(
     stack: Stack, client: str, refusal: str

@@ -456,6 +456,7 @@ def _run_single_partition(
     return consumed, alive, code, stack.log(), exposition, letters, placed
 
 
+@pytest.mark.slow  # test_dead_letters.py's oversized record (with a restart) is in make test
 def test_oversized_garbage_is_dead_lettered_as_a_stub(broker: Broker, tmp_path: Path) -> None:
     """Issue 12: a ~16.7 MB garbage record must not kill the service; its dead letter is a
     stub with the key, headers, size, hash and reason (the value cannot be kept whole)."""

@@ -112,6 +112,7 @@ def test_sigkill_at_several_points_gives_the_same_alert_ids(stack: Stack) -> Non
     assert restored > 0, "the last run must have restored state from the changelog"
 
 
+@pytest.mark.slow  # 40 s; the kafka-python kills above run in make test
 def test_the_confluent_client_through_a_kill_gives_the_same_alert_ids(stack: Stack) -> None:
     # kafka.client = confluent (librdkafka) for the consume loop: killed mid-stream and
     # restarted (state restored from its changelog), it must alert exactly as an
@@ -220,6 +221,7 @@ def test_state_from_another_detector_configuration_is_refused_not_fatal(stack: S
     assert 'alerting_snapshots_refused_total{reason="config_mismatch"}' in exposition
 
 
+@pytest.mark.slow  # 30 s of real-time replay
 def test_same_alerts_byte_for_byte_in_real_time_and_100x_faster(stack: Stack) -> None:
     streams = {}
     for name, pace in (("realtime", ("--speed", "1")), ("fast", ("--speed", "100"))):
