@@ -115,7 +115,7 @@ OPEN_SERIES = (
 
 #: ``reason`` values of ``alerting_publish_skipped_total``: why the broker or the client
 #: refuses a record for good (see :func:`consumers.port.permanent_reason`)
-PUBLISH_SKIP_REASONS = ("too_large", "invalid_record", "not_authorized", "invalid_topic", "other")
+PUBLISH_SKIP_REASONS = ("too_large", "invalid_record", "other")
 KNOWN_SERIES["publish_skipped"] = _every(reason=PUBLISH_SKIP_REASONS)  # its series at 0 too
 
 

@@ -60,7 +60,6 @@ import heapq
 import hmac
 import json
 import logging
-import math
 import pickle
 import platform
 import sqlite3
@@ -818,8 +817,8 @@ class EntityStore:
                 last_seen = self.codec.decode(blob).last_seen
             if isinstance(last_seen, bool) or not isinstance(last_seen, int | float):
                 raise SnapshotRefused("corrupt", f"header last_seen is {last_seen!r}")
-            if not math.isfinite(last_seen):
-                raise SnapshotRefused("corrupt", f"header last_seen is {last_seen!r}")
+            if not -1e300 < last_seen < 1e300:  # NaN, infinite, or an int no float holds
+                raise SnapshotRefused("corrupt", f"header last_seen is {last_seen!r:.40}")
         except SnapshotRefused as refused:
             self._refuse(entity, refused)
             return False

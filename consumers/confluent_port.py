@@ -136,8 +136,10 @@ class ConfluentPort:
 
     def client_error(self, error: Any) -> None:
         """librdkafka's ``error_cb``: a refused login goes to ``on_refused`` (it stops the
-        service; librdkafka alone would retry for ever); the rest it logs and retries."""
+        service; librdkafka alone would retry for ever); the rest is logged here (with an
+        ``error_cb`` set, librdkafka no longer logs them itself) and retried by it."""
         if error.code() != KafkaError._AUTHENTICATION:
+            log.warning("Kafka client error (retried by the client): %s", error.str())
             return
         refused = login_refused(self.settings.kafka, error.str())
         if self.on_refused is not None:

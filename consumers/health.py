@@ -186,7 +186,9 @@ def _probe(settings: KafkaSettings, timeout_s: float) -> str | None:
                 if sasl:
                     _login(sock, settings, host, versions)
                 return None
-        except (OSError, ValueError, struct.error) as exc:
+        except ConfigError:
+            raise  # the login refused: the caller names the settings
+        except Exception as exc:  # OSError, struct.error, a SCRAM answer without its fields...
             why = str(exc) or type(exc).__name__
             continue
     return _redact(why, settings)

@@ -7,8 +7,9 @@ in-memory fake with records of the same shape.
 Publishing fails per message, in two kinds (:class:`DeliveryError`): *pending* messages
 met a temporary error (broker unavailable, timeout, not the leader) and are sent again
 until acknowledged; *refused* ones met a permanent error, a broker or client answer that
-sending the same bytes again cannot change (too large, invalid record, not authorised),
-each with a low-cardinality reason (:data:`alerting.metrics.PUBLISH_SKIP_REASONS`).
+sending the same bytes again cannot change (too large, invalid record), each with a
+low-cardinality reason (:data:`alerting.metrics.PUBLISH_SKIP_REASONS`). A missing ACL or
+topic is the topic's fault, not the record's: retried, as an outage is.
 """
 
 from __future__ import annotations
@@ -99,16 +100,24 @@ PERMANENT_ERROR_CODES: dict[int, str] = {
     87: "invalid_record",  # INVALID_RECORD (e.g. a compacted topic and no key)
     32: "invalid_record",  # INVALID_TIMESTAMP (outside message.timestamp.difference.max.ms)
     43: "invalid_record",  # UNSUPPORTED_FOR_MESSAGE_FORMAT
-    29: "not_authorized",  # TOPIC_AUTHORIZATION_FAILED
-    31: "not_authorized",  # CLUSTER_AUTHORIZATION_FAILED
-    53: "not_authorized",  # TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-    17: "invalid_topic",  # INVALID_TOPIC_EXCEPTION
 }
 
+#: errors of the topic or the principal, not of one record: a missing ACL or topic is
+#: fixed by an operator, and skipping would lose every alert until then; retried, as
+#: an outage is, until they pass or the service is stopped
+TOPIC_ERROR_CODES = frozenset(
+    {
+        29,  # TOPIC_AUTHORIZATION_FAILED
+        31,  # CLUSTER_AUTHORIZATION_FAILED
+        53,  # TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+        17,  # INVALID_TOPIC_EXCEPTION
+    }
+)
 
 #: broker answers kafka-python marks as not retriable that do pass (Kafka itself retries
-#: CORRUPT_MESSAGE; BROKER_NOT_AVAILABLE is an outage): never a reason to skip
-TEMPORARY_ERROR_CODES = frozenset({2, 8})
+#: CORRUPT_MESSAGE; BROKER_NOT_AVAILABLE is an outage; the topic's ACLs and existence):
+#: never a reason to skip
+TEMPORARY_ERROR_CODES = frozenset({2, 8}) | TOPIC_ERROR_CODES
 
 
 def permanent_reason(code: int | None, retriable: bool | None) -> str | None:

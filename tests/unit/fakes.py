@@ -186,7 +186,7 @@ class FakePort:
 
     def refuse(self, rule: Callable[[Outgoing], str | None] | None) -> None:
         """From now on, refuse for good every message for which ``rule`` gives a reason
-        (``too_large``, ``not_authorized``...), as a broker or client does: the others of
+        (``too_large``, ``invalid_record``...), as a broker or client does: the others of
         the call are acknowledged, and ``DeliveryError`` lists the refused. None: stop."""
         self._refuse = rule
 

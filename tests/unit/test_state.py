@@ -1166,3 +1166,25 @@ def test_retention_setting_defaults_to_a_week_validates_and_reaches_the_store() 
         load_settings(state={"retention_s": 600, "idle_ttl_s": 3600})
     with pytest.raises(ConfigError, match="retention_s"):
         load_settings(state={"retention_s": -1})
+
+
+@pytest.mark.parametrize("last_seen", [10**400, "1e9", None, True, float("nan")])
+def test_a_header_last_seen_that_is_no_time_refuses_the_record_and_forgets_the_older_one(
+    last_seen: object,
+) -> None:
+    store = retaining(retention_s=100.0)
+    see(store, "a", 5.0)
+    ((_, _, blob),) = store.snapshots()
+    (length,) = struct.unpack_from(">I", blob, 4)
+    header = json.loads(blob[8 : 8 + length])
+    if last_seen is None:
+        header["last_seen"] = "not a number"
+    else:
+        header["last_seen"] = last_seen
+    head = json.dumps(header).encode()
+    forged = MAGIC + struct.pack(">I", len(head)) + head + blob[8 + length :]
+    fresh = retaining(retention_s=100.0)
+    assert fresh.restore("a", 0, blob)
+    assert not fresh.restore("a", 0, forged)  # no exception escapes, whatever the number
+    assert fresh.refused["corrupt"] == 1
+    assert fresh.cold.get("a") is None  # the older snapshot is forgotten: a starts fresh
