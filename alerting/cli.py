@@ -166,6 +166,9 @@ def build_processor(settings: Settings, cold: ColdStore | None = None) -> Proces
     d, t = settings.detector, settings.threshold
     try:
         template = build(d.name, d.params)
+        # a throwaway clone learns one value: what a detector imports on first use (River
+        # takes about 1.7 s) is paid here, at start, not inside the first batch's latency
+        template.clone().learn_one({"warm-up": 0.0})
         threshold: Threshold
         if t.kind == "tail" and isinstance(template, FeatureScorer):
             threshold = FeatureTails(t.budget, t.level, t.grace, t.half_life)
