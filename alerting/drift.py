@@ -28,9 +28,10 @@ from __future__ import annotations
 import importlib
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from alerting.adwin import Adwin
+from alerting.params import Parameterised
 from alerting.plain import (
     NotPlain,
     PlainError,
@@ -79,8 +80,11 @@ class _Signal:
         self.recent: deque[float] = deque(maxlen=_RECENT)
 
 
-class DriftMonitor:
+class DriftMonitor(Parameterised):
     """River drift detectors for one entity's score and (optionally) features."""
+
+    #: ``params()`` is the method: the drift detector's parameters are ``params_``
+    stored_as: ClassVar[dict[str, str]] = {"params": "params_"}
 
     def __init__(
         self,
@@ -108,20 +112,6 @@ class DriftMonitor:
             raise ValueError(f"drift detector {detector!r}: {exc}") from None
         self._signals: dict[str, _Signal] = {}
         self._last_drift: float | None = None
-
-    def clone(self) -> DriftMonitor:
-        return DriftMonitor(
-            self.detector, self.params_, self.features, self.min_interval_s, self.max_signals
-        )
-
-    def params(self) -> dict[str, object]:
-        return {
-            "detector": self.detector,
-            "params": self.params_,
-            "features": self.features,
-            "min_interval_s": self.min_interval_s,
-            "max_signals": self.max_signals,
-        }
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -50,6 +50,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from alerting.params import Parameterised
 from alerting.plain import PlainError, integer, mapping, number, optional_number, sequence, text
 
 Severity = Literal["warning", "critical"]
@@ -197,7 +198,7 @@ def _check(name: str, value: float, low: float, inclusive: bool = True) -> None:
         raise ValueError(f"{name} must be {relation} {low:g}, got {value!r}")
 
 
-class AlertPolicy:
+class AlertPolicy(Parameterised):
     """Severity, hysteresis, dedup and repeat, resolve and inhibition; see the module doc."""
 
     def __init__(
@@ -237,18 +238,6 @@ class AlertPolicy:
         self.inhibit = inhibit
         self.inhibit_silence = inhibit_silence
         self._quiet = Decision(math.nan)  # shared by quiet decisions at the same threshold
-
-    def params(self) -> dict[str, object]:
-        return {
-            "warning_factor": self.warning_factor,
-            "critical_factor": self.critical_factor,
-            "clear_factor": self.clear_factor,
-            "for_events": self.for_events,
-            "repeat_after": self.repeat_after,
-            "resolve_after": self.resolve_after,
-            "inhibit": self.inhibit,
-            "inhibit_silence": self.inhibit_silence,
-        }
 
     def penalize(
         self,

@@ -48,8 +48,9 @@ from __future__ import annotations
 import math
 from array import array
 from math import inf, isfinite
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from alerting.params import Parameterised
 from alerting.plain import (
     NotPlain,
     PlainError,
@@ -90,7 +91,7 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-class FixedThreshold:
+class FixedThreshold(Parameterised):
     """One fixed value; ``update`` learns nothing.
 
     >>> t = FixedThreshold(6.0)
@@ -98,6 +99,9 @@ class FixedThreshold:
     >>> t.value(), t.params()
     (6.0, {'value': 6.0})
     """
+
+    #: ``value()`` is the protocol's method: the parameter is ``_value``
+    stored_as: ClassVar[dict[str, str]] = {"value": "_value"}
 
     def __init__(self, value: float) -> None:
         if not _is_number(value) or not (isfinite(value) and value > 0):
@@ -111,9 +115,6 @@ class FixedThreshold:
     def update(self, score: float) -> None:
         pass
 
-    def clone(self) -> FixedThreshold:
-        return FixedThreshold(self._value)
-
     def dump(self) -> None:
         """Nothing to remember (:mod:`alerting.plain`)."""
         return None
@@ -122,11 +123,8 @@ class FixedThreshold:
         if data is not None:
             raise PlainError("threshold: a fixed threshold has no state")
 
-    def params(self) -> dict[str, object]:
-        return {"value": self._value}
 
-
-class QuantileThreshold:
+class QuantileThreshold(Parameterised):
     """The ``q`` quantile of the last ``window`` scores, at least ``min_value``.
 
     Parameters
@@ -186,17 +184,6 @@ class QuantileThreshold:
 
     def load(self, data: Any) -> None:  # pragma: no cover - never dumped
         raise PlainError("threshold: a quantile threshold is never plain data")
-
-    def clone(self) -> QuantileThreshold:
-        return QuantileThreshold(self.q, self.window, self.grace, self.min_value)
-
-    def params(self) -> dict[str, object]:
-        return {
-            "q": self.q,
-            "window": self.window,
-            "grace": self.grace,
-            "min_value": self.min_value,
-        }
 
 
 #: most decimal orders of surprise a score can carry (a tail probability of 1e-300)
@@ -279,7 +266,7 @@ class _P2:
         return ordered[min(n - 1, int(self.q * n))]
 
 
-class TailThreshold:
+class TailThreshold(Parameterised):
     """The tail probability of a score against the entity's own recent scores.
 
     Peaks over threshold, as in SPOT (Siffer et al., "Anomaly detection in streams with
@@ -518,19 +505,8 @@ class TailThreshold:
         if (self._p2 is None) != (self._n >= self.grace):
             raise PlainError("threshold: the grace's quantile estimate does not fit the count")
 
-    def clone(self) -> TailThreshold:
-        return TailThreshold(self.budget, self.level, self.grace, self.half_life)
 
-    def params(self) -> dict[str, object]:
-        return {
-            "budget": self.budget,
-            "level": self.level,
-            "grace": self.grace,
-            "half_life": self.half_life,
-        }
-
-
-class FeatureTails:
+class FeatureTails(Parameterised):
     """A calibrated decision feature by feature: each feature's score against its own tail.
 
     For detectors whose score is the largest of per-feature scores
@@ -652,15 +628,3 @@ class FeatureTails:
             tail = TailThreshold(self.budget, self.level, self.grace, self.half_life)
             tail.load(state)
             self._tails[text(name, "threshold", 400)] = tail
-
-    def clone(self) -> FeatureTails:
-        return FeatureTails(self.budget, self.level, self.grace, self.half_life, self.max_features)
-
-    def params(self) -> dict[str, object]:
-        return {
-            "budget": self.budget,
-            "level": self.level,
-            "grace": self.grace,
-            "half_life": self.half_life,
-            "max_features": self.max_features,
-        }

@@ -13,7 +13,6 @@ ValueError: detector 'hst' has no parameter 'depth'; its parameters: n_trees, he
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from alerting.detectors.river_models import (
     StandardAbsoluteDeviationDetector,
 )
 from alerting.detectors.zscore import RollingZScore
+from alerting.params import parameters
 
 __all__ = [
     "DEFAULT_DETECTOR",
@@ -72,11 +72,7 @@ class DetectorSpec:
         >>> "seed" in REGISTRY["hst"].parameters, "seed" in REGISTRY["zscore"].parameters
         (True, False)
         """
-        return [
-            p.name
-            for p in inspect.signature(self.factory).parameters.values()
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        ]
+        return list(parameters(self.factory))
 
 
 #: The registry (DEFAULT_DETECTOR below is the default). Each default threshold is

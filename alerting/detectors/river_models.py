@@ -112,6 +112,7 @@ from collections import deque
 from typing import Any, Literal
 
 from alerting.detectors.zscore import MAX_SCORE
+from alerting.params import Parameterised
 from alerting.plain import NotPlain, PlainError, integer, mapping, number, sequence, text
 
 __all__ = [
@@ -207,7 +208,7 @@ class _Group:
         self.learned = 0  # events learned by the current model
 
 
-class _FrozenSchemaDetector:
+class _FrozenSchemaDetector(Parameterised):
     """Scaler, then River models whose feature sets are fixed by the first events they learn.
 
     Features that never arrive together (a symbol's trades and its quotes) get separate
@@ -348,19 +349,6 @@ class HalfSpaceTreesDetector(_FrozenSchemaDetector):
             n_trees=self.n_trees, height=self.height, window_size=self.window_size, seed=self.seed
         )
 
-    def clone(self) -> HalfSpaceTreesDetector:
-        return HalfSpaceTreesDetector(**self.params())  # type: ignore[arg-type]
-
-    def params(self) -> dict[str, object]:
-        return {
-            "n_trees": self.n_trees,
-            "height": self.height,
-            "window_size": self.window_size,
-            "seed": self.seed,
-            "max_features": self.max_features,
-            "scaler": self.scaler,
-        }
-
 
 class LODADetector(_FrozenSchemaDetector):
     """``StandardScaler | LODA``: an ensemble of histograms of sparse random projections.
@@ -428,21 +416,8 @@ class LODADetector(_FrozenSchemaDetector):
     def _transform(self, raw: Any) -> float:
         return _softplus(raw)
 
-    def clone(self) -> LODADetector:
-        return LODADetector(**self.params())  # type: ignore[arg-type]
 
-    def params(self) -> dict[str, object]:
-        return {
-            "n_bins": self.n_bins,
-            "n_random_cuts": self.n_random_cuts,
-            "seed": self.seed,
-            "grace_period": self.grace_period,
-            "scaler": self.scaler,
-            "max_features": self.max_features,
-        }
-
-
-class OneClassSVMDetector:
+class OneClassSVMDetector(Parameterised):
     """``StandardScaler | abs | OneClassSVM``: a linear one-class SVM on |z| per feature.
 
     River's ``OneClassSVM`` is linear and scores ``w·x``. On standardized features the
@@ -504,14 +479,8 @@ class OneClassSVMDetector:
         model = self._model
         return _softplus(model.score_one(self._folded(known)) + model.intercept)
 
-    def clone(self) -> OneClassSVMDetector:
-        return OneClassSVMDetector(self.nu, self.grace_period, self.max_features)
 
-    def params(self) -> dict[str, object]:
-        return {"nu": self.nu, "grace_period": self.grace_period, "max_features": self.max_features}
-
-
-class _PerFeatureDetector:
+class _PerFeatureDetector(Parameterised):
     """One univariate River detector per feature; the event's score is the largest."""
 
     name: str
@@ -638,16 +607,6 @@ class GaussianDetector(_PerFeatureDetector):
         if isinstance(sigma, complex) or not sigma > 1e-12 * max(1.0, abs(gaussian.mu)):
             return 0.0 if value == gaussian.mu else 1.0
         return _clean(detector.score_one(None, value))
-
-    def clone(self) -> GaussianDetector:
-        return GaussianDetector(self.window_size, self.grace_period, self.max_features)
-
-    def params(self) -> dict[str, object]:
-        return {
-            "window_size": self.window_size,
-            "grace_period": self.grace_period,
-            "max_features": self.max_features,
-        }
 
 
 class _FadingMean:
@@ -897,16 +856,3 @@ class StandardAbsoluteDeviationDetector(_PerFeatureDetector):
             if x[name] < self._detectors[name].sub_stat.get():
                 out[name] = -score
         return out
-
-    def clone(self) -> StandardAbsoluteDeviationDetector:
-        return StandardAbsoluteDeviationDetector(
-            self.grace_period, self.max_features, self.half_life, self.clip
-        )
-
-    def params(self) -> dict[str, object]:
-        return {
-            "grace_period": self.grace_period,
-            "max_features": self.max_features,
-            "half_life": self.half_life,
-            "clip": self.clip,
-        }

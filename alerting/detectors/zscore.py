@@ -18,6 +18,7 @@ from __future__ import annotations
 from math import fsum, sqrt
 from typing import Any
 
+from alerting.params import Parameterised
 from alerting.plain import (
     PlainError,
     integer,
@@ -81,7 +82,7 @@ class _Window:
         return sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
 
 
-class RollingZScore:
+class RollingZScore(Parameterised):
     """Rolling z-score per feature; score = max |z| over the event's features.
 
     Parameters
@@ -186,17 +187,6 @@ class RollingZScore:
             window.m2 = number(m2, where)
             window.buf = unpack_floats(buf, self.window, where).tolist()
             self._features[text(name, "detector", 400)] = window
-
-    def clone(self) -> RollingZScore:
-        return RollingZScore(self.window, self.min_history, self.min_std, self.max_features)
-
-    def params(self) -> dict[str, object]:
-        return {
-            "window": self.window,
-            "min_history": self.min_history,
-            "min_std": self.min_std,
-            "max_features": self.max_features,
-        }
 
     def stats(self, name: str) -> tuple[float, float] | None:
         """(mean, std) of a feature's window, or None before it has history."""
