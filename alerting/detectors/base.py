@@ -3,8 +3,10 @@
 A detector holds the state of *one* entity. ``score_one`` scores a feature dict
 without changing anything; ``learn_one`` updates the state with it. The processor
 always scores first, then learns, and never knows which detector it runs. Per-entity
-detectors come from ``template.clone()``. Higher scores are more anomalous; a detector
-with too little history returns 0.0 (neutral).
+detectors come from ``template.clone()``; the registered detectors take ``clone`` and
+``params`` from :class:`alerting.params.Parameterised`, which reads them from the
+constructor's signature. Higher scores are more anomalous; a detector with too little
+history returns 0.0 (neutral).
 
 Explanations are optional: a detector that can say how much each feature contributed
 to a score also implements :class:`Explainer` (``explain_one``). The processor asks for
