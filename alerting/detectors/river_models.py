@@ -31,12 +31,6 @@ What every wrapper adds to the bare River model:
   features: when a new one shows up, the River model is rebuilt (same seed) over the
   larger set and its warm-up starts again; the scaler keeps what it learned. Once warmed
   up, a group's feature set is frozen and features first seen later with it are ignored.
-  On the synthetic market (5 symbols, 60 000 events, 0.5 % injected anomalies, the trade
-  after a price spike counted with it; seeds 7 and 11) HST ranks anomalies with a
-  ROC-AUC of 0.976-0.984 with one model over the union of trade and quote features, and
-  0.988-0.994 with a model per group; at the score only 1 in 1 000 normal events
-  reaches, it catches 26-30 % of the anomalies with the union and min-max scaling, 84-85 %
-  with groups and the squash below (zscore: 97-99 %, sad 99-100 %).
 - **Neutral warm-up**, precisely (a "learned event" is a ``learn_one`` call whose event
   has at least one of the model's features):
 
@@ -60,37 +54,14 @@ heavy-tailed trading features every outlier widens the range for good and squeez
 usual values into a sliver of it, where no tree splits them apart. The default
 ``scaler="squash"`` standardizes each feature (running mean and variance) and maps the
 standard score through a logistic of width :data:`SQUASH_WIDTH` (8 σ ↦ 0.73): the usual
-range keeps the middle of the unit cube whatever the outliers were. Widths 2, 4, 6, 8,
-12, 16 and 24 caught 24, 56, 71, 86, 67, 64 and 57 % of the anomalies at 1 normal event
-in 1 000 (seed 7). On Shuttle the squash gives 0.921 against 0.915 with min-max scaling.
-``scaler="minmax"`` is River's documented setup.
+range keeps the middle of the unit cube whatever the outliers were. ``scaler="minmax"``
+is River's documented setup.
 
-Choice of the HST defaults (``n_trees=20, height=5, window_size=250``; the table was
-measured with min-max scaling and one model over all features). Memory grows
-with the node count, ``n_trees × (2**(height + 1) − 1)``, at about 225 bytes a node:
-River's defaults (10 trees of height 8, 5 110 nodes) hold 1.1 MB per live model, under
-2 000 entities per 2 GB. ROC-AUC on per-entity features of the synthetic market (5
-symbols, 60 000 events, 0.5 % injected price spikes, size bursts and spread blow-outs),
-mean ± sd over tree seeds 1-5, and CPU time relative to River's defaults:
-
-=======  ======  =====  ===============  ====
-n_trees  height  nodes  ROC-AUC          CPU
-=======  ======  =====  ===============  ====
-10       8       5110   0.880 ± 0.056    1.0
-10       7       2550   0.865 ± 0.055    0.8
-15       6       1905   0.864 ± 0.050    1.0
-20       5       1260   0.872 ± 0.023    1.1
-10       6       1270   0.828 ± 0.067    0.7
-=======  ======  =====  ===============  ====
-
-Twenty trees of height 5 rank as well as River's defaults, vary least from seed to seed,
-cost about the same time per event (≈ 100 µs) and a quarter of the memory (≈ 0.3 MB, ≈ 6 700
-entities per 2 GB, ≈ 45 KB pickled; see ``benchmarks/bench_models.py``). Deep levels buy
-little here: a walk stops where a node's reference mass drops below ``0.1 ×
-window_size``, and the min-max scaler squeezes a symbol's usual values into a small part
-of the range its outliers opened. On Shuttle they give 0.915 against River's documented
-0.901 (``tests/unit/test_shuttle.py``). The window is River's default; it is also the
-warm-up (about 6 s of a busy symbol).
+HST's defaults (``n_trees=20, height=5, window_size=250``) rank anomalies as well as
+River's (10 trees of height 8) at about the same time per event and a quarter of the
+memory; the window, River's default, is also the warm-up. The measurements behind the
+feature groups, the squash width and these defaults are in
+``benchmarks/river_models.md``.
 
 >>> det = HalfSpaceTreesDetector(window_size=50)
 >>> stream = [{"a": 0.1 * (i % 7), "b": 1.0 + 0.01 * (i % 5)} for i in range(120)]
