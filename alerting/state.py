@@ -67,7 +67,7 @@ import struct
 import time
 import zlib
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -469,16 +469,6 @@ class SqliteColdStore:
             )
             self._rows += 1
 
-    def put_many(
-        self, rows: Iterable[tuple[str, int, bytes] | tuple[str, int, bytes, float | None]]
-    ) -> None:
-        self._db.execute("BEGIN")
-        try:
-            for row in rows:
-                self.put(*row)
-        finally:
-            self._db.execute("COMMIT")
-
     def delete(self, entity: str) -> None:
         self._rows -= self._db.execute("DELETE FROM state WHERE entity = ?", (entity,)).rowcount
 
@@ -550,8 +540,6 @@ class EntityStore:
         self._indexed: dict[str, tuple[int, float]] = {}
         self._heaped = 0
         self.evictions = 0
-        self.created = 0
-        self.loaded = 0
         self.refused: Counter[str] = Counter()  # since the last drain (metrics)
         self._warned: set[str] = set()  # reasons already logged
         self.on_enter: Callable[[EntityState], None] | None = None
@@ -615,7 +603,6 @@ class EntityStore:
     def _new(self, partition: int) -> EntityState:
         state = self.factory()
         state.partition = partition
-        self.created += 1
         return state
 
     def _load(self, entity: str) -> EntityState | None:
@@ -628,7 +615,6 @@ class EntityStore:
         except SnapshotRefused as refused:
             self._refuse(entity, refused)
             return None
-        self.loaded += 1
         self._stale.add(entity)  # its cold copy stays until it is moved out again
         return state
 

@@ -378,8 +378,8 @@ def test_a_new_member_restores_before_processing_its_first_records() -> None:
     assert second.run_once() == 2
     names = [name for name, _, _ in port.history[mark:]]
     assert names[:3] == ["assigned", "read", "poll"]
-    assert processor.store.loaded == 2  # a and d, from the changelog, not fresh
-    assert processor.store.created == 0
+    # a and d, from the changelog, not fresh
+    assert processor.store.get("a", 0, 0.0).seen > 1 and processor.store.get("d", 1, 0.0).seen > 1
     subjects = sorted(json.loads(m.value or b"")["subject"] for m in port.published_to(ALERTS))
     assert subjects == ["a", "d"]
     assert value(metrics, "alerting_restore_records_total") == 4
@@ -587,8 +587,7 @@ def test_a_changelog_key_that_is_not_an_entity_is_skipped_and_counted() -> None:
     port.add_event(Metric(entity="a", values={"load": 1.0}, time=START + 50), partition=0)
     assert second.run_once() == 1
     assert value(metrics, "alerting_snapshots_refused_total", reason="bad_key") == 3
-    assert processor.store.loaded >= 1 and processor.store.created == 0  # "a" came back
-    assert processor.store.get("a", 0, 0.0).seen > 1
+    assert processor.store.get("a", 0, 0.0).seen > 1  # "a" came back
     assert {m.key for m in port.published_to(CHANGELOG)} >= set(good)
 
 
@@ -608,7 +607,7 @@ def test_a_partition_whose_restore_failed_waits_for_its_state() -> None:
     processor = make_processor()
     second, metrics = make_service(port, processor, interval=NEVER)
     assert second.run_once() == 0  # assigned, restore failed: paused, nothing processed
-    assert port.paused == {0, 1} and processor.store.created == 0
+    assert port.paused == {0, 1} and processor.store.live == 0
     assert value(metrics, "alerting_broker_errors_total", operation="restore") == 1
     time.sleep(0.01)  # past the retry backoff
     assert second.run_once() == 0  # the retry fails too: still paused
@@ -616,8 +615,8 @@ def test_a_partition_whose_restore_failed_waits_for_its_state() -> None:
     time.sleep(0.01)
     assert second.run_once() == 1  # restored, resumed, and the spike scored on its state
     assert port.paused == set()
-    assert processor.store.created == 0 and processor.store.loaded >= 1
     assert [json.loads(m.value or b"")["subject"] for m in port.published_to(ALERTS)] == ["a"]
+    assert processor.store.get("a", 0, 0.0).seen > 1
     assert value(metrics, "alerting_broker_errors_total", operation="restore") == 2
 
 
@@ -690,8 +689,7 @@ def test_entities_idle_past_retention_are_tombstoned_at_the_checkpoint() -> None
     again = retaining_processor(retention_s=500.0)
     second, metrics2 = make_service(port, again, interval=NEVER)
     second.run_once()
-    assert again.store.loaded == 0 and again.store.created == 1  # a: fresh
-    assert again.store.get("a", 0, 0.0).seen == 1
+    assert again.store.get("a", 0, 0.0).seen == 1  # a: fresh
     assert again.store.get("c", 0, 0.0).seen == 9  # restored, then seen
     assert second.checkpoint()
     assert value(metrics2, "alerting_entities_stored") == 3  # a, c, d
