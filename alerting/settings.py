@@ -7,6 +7,11 @@ Sources, highest priority first: values passed in code, environment variables
 at start with :class:`~alerting.errors.ConfigError` naming the setting, its environment
 variable and what was expected.
 
+A field's type and range (``Field(ge=...)``) are the schema, checked here; what a value
+means to the unit it configures (the order of the policy's factors, a threshold's grace
+against its window, a detector's parameters) is the unit's own check: a section's
+validator hands its values to the unit, whose ``ValueError`` names the settings.
+
 >>> s = load_settings(topics={"events": "trades"})
 >>> s.topics.events, s.topics.alerts
 ('trades', 'market.alerts')
@@ -378,7 +383,7 @@ class ThresholdSettings(_Section):
             elif self.value is not None:
                 FixedThreshold(self.value)
         except ValueError as exc:
-            if self.kind == "tail":
+            if self.kind == "tail":  # its messages use the names in prose ("the budget's tail")
                 raise ValueError(f"threshold: {exc}") from None
             parameters = ("q", "window", "grace", "min_value", "value")
             named = _named_in("threshold", exc, parameters, {"q": "quantile"})
