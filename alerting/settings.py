@@ -7,6 +7,11 @@ Sources, highest priority first: values passed in code, environment variables
 at start with :class:`~alerting.errors.ConfigError` naming the setting, its environment
 variable and what was expected.
 
+A field's type and range (``Field(ge=...)``) are the schema, checked here; what a value
+means to the unit it configures (the order of the policy's factors, a threshold's grace
+against its window, a detector's parameters) is the unit's own check: a section's
+validator hands its values to the unit, whose ``ValueError`` names the settings.
+
 >>> s = load_settings(topics={"events": "trades"})
 >>> s.topics.events, s.topics.alerts
 ('trades', 'market.alerts')
@@ -19,6 +24,7 @@ import os
 import re
 import tomllib
 import urllib.parse
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -47,6 +53,25 @@ CONFIG_ENV = "ALERTING_CONFIG"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _named_in(
+    section: str, exc: ValueError, parameters: Iterable[str], renamed: Mapping[str, str] = {}
+) -> str:
+    """The message of a unit's ``exc``, which names the unit's ``parameters``, naming the
+    settings of ``section`` they come from instead (``renamed``: where the names differ).
+
+    >>> _named_in("policy", ValueError("clear_factor must be below warning_factor (1)"),
+    ...           ["warning_factor", "clear_factor"])
+    'policy.clear_factor must be below policy.warning_factor (1)'
+    >>> _named_in("threshold", ValueError("q must be in (0, 1), got 2"), ["q"], {"q": "quantile"})
+    'threshold.quantile must be in (0, 1), got 2'
+    """
+    names = {name: renamed.get(name, name) for name in parameters}
+    pattern = re.compile(
+        r"(?<![\w.])(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")\b"
+    )
+    return pattern.sub(lambda match: f"{section}.{names[match.group(1)]}", str(exc))
 
 
 #: the SASL mechanisms the service can log in with (user name and password)
@@ -344,15 +369,25 @@ class ThresholdSettings(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> ThresholdSettings:
-        if self.kind == "tail":
-            from alerting.thresholds import TailThreshold
+        """The threshold of ``kind`` checks its own values; a setting of another kind that
+        would be ignored is refused here."""
+        from alerting.thresholds import FixedThreshold, QuantileThreshold, TailThreshold
 
-            try:
-                TailThreshold(self.budget, self.level, self.grace, self.half_life)
-            except ValueError as exc:
+        try:
+            if self.kind == "tail":
+                TailThreshold.check(self.budget, self.level, self.grace, self.half_life)
+            elif self.kind == "quantile":
+                QuantileThreshold.check(
+                    self.quantile, self.window, self.grace, self.min_value or 0.0
+                )
+            elif self.value is not None:
+                FixedThreshold(self.value)
+        except ValueError as exc:
+            if self.kind == "tail":  # its messages use the names in prose ("the budget's tail")
                 raise ValueError(f"threshold: {exc}") from None
-        if self.kind == "quantile" and self.grace > self.window:
-            raise ValueError("threshold.grace must be at most threshold.window (kind = quantile)")
+            parameters = ("q", "window", "grace", "min_value", "value")
+            named = _named_in("threshold", exc, parameters, {"q": "quantile"})
+            raise ValueError(f"{named} (kind = {self.kind})") from None
         # a value of another kind would be ignored: say so rather than run on the default
         if self.value is not None and self.kind != "fixed":
             raise ValueError(
@@ -408,9 +443,10 @@ class DriftSettings(_Section):
 
     @model_validator(mode="after")
     def _known(self) -> DriftSettings:
+        """The monitor checks its own values (its ValueError names a bad parameter)."""
         from alerting.drift import DriftMonitor
 
-        DriftMonitor(self.detector, self.params)  # ValueError names a bad parameter
+        DriftMonitor(self.detector, self.params, self.features, self.min_interval_s)
         return self
 
 
@@ -466,11 +502,15 @@ class PolicySettings(_Section):
     )
 
     @model_validator(mode="after")
-    def _ordered(self) -> PolicySettings:
-        if not self.critical_factor >= self.warning_factor:
-            raise ValueError("policy.critical_factor must be at least policy.warning_factor")
-        if not self.clear_factor < self.warning_factor:
-            raise ValueError("policy.clear_factor must be below policy.warning_factor")
+    def _checked_by_the_policy(self) -> PolicySettings:
+        """The policy checks its own values (the factors' order, for one): its error, naming
+        its parameters, names the settings."""
+        from alerting.policy import AlertPolicy
+
+        try:
+            AlertPolicy(**self.model_dump())
+        except ValueError as exc:
+            raise ValueError(_named_in("policy", exc, type(self).model_fields)) from None
         return self
 
 

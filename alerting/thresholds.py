@@ -148,14 +148,7 @@ class QuantileThreshold(Parameterised):
     def __init__(
         self, q: float = 0.995, window: int = 1000, grace: int = 100, min_value: float = 0.0
     ) -> None:
-        if not _is_number(q) or not 0.0 < q < 1.0:
-            raise ValueError(f"q must be a number in (0, 1), got {q!r}")
-        if isinstance(window, bool) or not isinstance(window, int) or window < 2:
-            raise ValueError(f"window must be an integer >= 2, got {window!r}")
-        if isinstance(grace, bool) or not isinstance(grace, int) or not 1 <= grace <= window:
-            raise ValueError(f"grace must be an integer in [1, window={window}], got {grace!r}")
-        if not _is_number(min_value) or not (isfinite(min_value) and min_value >= 0):
-            raise ValueError(f"min_value must be a finite number >= 0, got {min_value!r}")
+        self.check(q, window, grace, min_value)
         self.q = q
         self.window = window
         self.grace = grace
@@ -164,6 +157,29 @@ class QuantileThreshold(Parameterised):
 
         self._quantile: Any = stats.RollingQuantile(q=q, window_size=window)
         self._seen = 0  # scores learned, counted up to ``grace``
+
+    @staticmethod
+    def check(q: float, window: int, grace: int, min_value: float) -> None:
+        """Raise ``ValueError`` naming the first parameter a threshold cannot work with.
+
+        The constructor's checks, without building River's rolling quantile (so settings
+        can be checked without importing River).
+
+        >>> QuantileThreshold.check(q=0.99, window=100, grace=200, min_value=0.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: grace must be at most window (100), got 200
+        """
+        if not _is_number(q) or not 0.0 < q < 1.0:
+            raise ValueError(f"q must be a number in (0, 1), got {q!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+            raise ValueError(f"window must be an integer >= 2, got {window!r}")
+        if isinstance(grace, bool) or not isinstance(grace, int) or grace < 1:
+            raise ValueError(f"grace must be an integer >= 1, got {grace!r}")
+        if grace > window:
+            raise ValueError(f"grace must be at most window ({window}), got {grace}")
+        if not _is_number(min_value) or not (isfinite(min_value) and min_value >= 0):
+            raise ValueError(f"min_value must be a finite number >= 0, got {min_value!r}")
 
     def value(self) -> float:
         if self._seen < self.grace:
@@ -340,28 +356,12 @@ class TailThreshold(Parameterised):
     def __init__(
         self, budget: float = 1.0, level: float = 0.95, grace: int = 500, half_life: int = 5000
     ) -> None:
-        if not _is_number(budget) or not (isfinite(budget) and 0.0 < budget < 10_000.0):
-            raise ValueError(f"budget must be a number in (0, 10000), got {budget!r}")
-        if not _is_number(level) or not 0.5 <= level < 1.0:
-            raise ValueError(f"level must be a number in [0.5, 1), got {level!r}")
-        if isinstance(grace, bool) or not isinstance(grace, int) or grace < 20:
-            raise ValueError(f"grace must be an integer >= 20, got {grace!r}")
-        if isinstance(half_life, bool) or not isinstance(half_life, int) or half_life < 0:
-            raise ValueError(
-                f"half_life must be an integer >= 0 (0: never forget), got {half_life!r}"
-            )
-        if 0 < half_life < grace:
-            raise ValueError(f"half_life must be 0 or at least grace ({grace}), got {half_life}")
+        self.check(budget, level, grace, half_life)
         self.budget = float(budget)
         self.level = float(level)
         self.grace = grace
         self.half_life = half_life
         self.alpha = self.budget / 10_000.0
-        if 1.0 - self.level <= self.alpha:
-            raise ValueError(
-                f"level must leave more than the budget's tail above it: 1 - level = "
-                f"{1.0 - self.level:g} <= alpha = {self.alpha:g}"
-            )
         self._fade = 1.0 - 0.5 ** (1.0 / half_life) if half_life else 0.0
         # peaks are 1 - level of the scores: the same half-life in time is fewer peaks
         peaks = half_life * (1.0 - self.level)
@@ -375,6 +375,36 @@ class TailThreshold(Parameterised):
         self._gamma = 0.0
         self._sigma = 0.0
         self._z = inf
+
+    @staticmethod
+    def check(budget: float, level: float, grace: int, half_life: int) -> None:
+        """Raise ``ValueError`` naming the first parameter a threshold cannot work with.
+
+        The constructor's checks, also those of :class:`FeatureTails`'s per-feature tails.
+
+        >>> TailThreshold.check(budget=2.0, level=0.95, grace=500, half_life=100)
+        Traceback (most recent call last):
+        ...
+        ValueError: half_life must be 0 or at least grace (500), got 100
+        """
+        if not _is_number(budget) or not (isfinite(budget) and 0.0 < budget < 10_000.0):
+            raise ValueError(f"budget must be a number in (0, 10000), got {budget!r}")
+        if not _is_number(level) or not 0.5 <= level < 1.0:
+            raise ValueError(f"level must be a number in [0.5, 1), got {level!r}")
+        if isinstance(grace, bool) or not isinstance(grace, int) or grace < 20:
+            raise ValueError(f"grace must be an integer >= 20, got {grace!r}")
+        if isinstance(half_life, bool) or not isinstance(half_life, int) or half_life < 0:
+            raise ValueError(
+                f"half_life must be an integer >= 0 (0: never forget), got {half_life!r}"
+            )
+        if 0 < half_life < grace:
+            raise ValueError(f"half_life must be 0 or at least grace ({grace}), got {half_life}")
+        alpha = float(budget) / 10_000.0
+        if 1.0 - float(level) <= alpha:
+            raise ValueError(
+                f"level must leave more than the budget's tail above it: 1 - level = "
+                f"{1.0 - float(level):g} <= alpha = {alpha:g}"
+            )
 
     @property
     def calibrated(self) -> bool:
@@ -553,7 +583,7 @@ class FeatureTails(Parameterised):
         half_life: int = 5000,
         max_features: int = 64,
     ) -> None:
-        TailThreshold(budget, level, grace, half_life)  # checks the parameters
+        TailThreshold.check(budget, level, grace, half_life)
         if isinstance(max_features, bool) or not isinstance(max_features, int) or max_features < 1:
             raise ValueError(f"max_features must be an integer >= 1, got {max_features!r}")
         self.budget = float(budget)

@@ -710,6 +710,24 @@ def test_constructor_errors_name_the_parameter(kwargs: dict[str, float], paramet
 
 
 @pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"critical_factor": 0.9}, "critical_factor must be at least warning_factor (1), got 0.9"),
+        ({"warning_factor": 2.5}, "critical_factor must be at least warning_factor (2.5), got 2.0"),
+        ({"clear_factor": 1.0}, "clear_factor must be below warning_factor (1), got 1.0"),
+        ({"warning_factor": 0.7}, "clear_factor must be below warning_factor (0.7), got 0.8"),
+    ],
+)
+def test_the_order_of_the_factors_is_the_policys_own_check(
+    kwargs: dict[str, float], message: str
+) -> None:
+    # policy.* settings are checked by building the policy (tests/unit/test_settings.py)
+    with pytest.raises(ValueError) as info:
+        AlertPolicy(**kwargs)  # type: ignore[arg-type]
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
     ("args", "parameter"),
     [
         ((0.5, 0.0, 1.0), "threshold_factor"),

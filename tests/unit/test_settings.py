@@ -187,6 +187,61 @@ def test_policy_settings_are_validated_and_named(policy: dict[str, float], named
         load_settings(policy=policy)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"policy": {"critical_factor": 0.9}},
+            "setting policy (env ALERTING__POLICY): Value error, policy.critical_factor must "
+            "be at least policy.warning_factor (1), got 0.9",
+        ),
+        (
+            {"policy": {"warning_factor": 0.7}},
+            "setting policy (env ALERTING__POLICY): Value error, policy.clear_factor must be "
+            "below policy.warning_factor (0.7), got 0.8",
+        ),
+        (
+            {"threshold": {"grace": 500, "half_life": 100}},
+            "setting threshold (env ALERTING__THRESHOLD): Value error, threshold: half_life "
+            "must be 0 or at least grace (500), got 100",
+        ),
+        (
+            {"threshold": {"budget": 300.0, "level": 0.98}},
+            "setting threshold (env ALERTING__THRESHOLD): Value error, threshold: level must "
+            "leave more than the budget's tail above it: 1 - level = 0.02 <= alpha = 0.03",
+        ),
+        (
+            {"threshold": {"kind": "quantile", "grace": 2000, "window": 1000}},
+            "setting threshold (env ALERTING__THRESHOLD): Value error, threshold.grace must be "
+            "at most threshold.window (1000), got 2000 (kind = quantile)",
+        ),
+        (
+            {"threshold": {"kind": "quantile", "min_value": float("inf")}},
+            "setting threshold (env ALERTING__THRESHOLD): Value error, threshold.min_value "
+            "must be a finite number >= 0, got inf (kind = quantile)",
+        ),
+        (
+            {"threshold": {"kind": "fixed", "value": float("inf")}},
+            "setting threshold (env ALERTING__THRESHOLD): Value error, threshold.value must be "
+            "a positive finite number, got inf (kind = fixed)",
+        ),
+        (
+            {"drift": {"params": {"bogus": 1}}},
+            "setting drift (env ALERTING__DRIFT): Value error, drift detector 'adwin': "
+            "Adwin.__init__() got an unexpected keyword argument 'bogus'",
+        ),
+    ],
+)
+def test_the_units_check_their_settings_and_the_error_names_the_settings(
+    overrides: dict[str, dict[str, object]], message: str
+) -> None:
+    # the unit's own message (tests/unit/test_policy.py, test_thresholds.py), its
+    # parameters named as settings; the values shown since the policy's check moved there
+    with pytest.raises(ConfigError) as info:
+        load_settings(**overrides)
+    assert str(info.value) == f"invalid settings: {message}"
+
+
 def test_every_policy_setting_reaches_the_policy() -> None:
     from alerting.cli import build_processor
 

@@ -9,7 +9,13 @@ from collections.abc import Callable
 
 import pytest
 
-from alerting.thresholds import FixedThreshold, QuantileThreshold, Threshold
+from alerting.thresholds import (
+    FeatureTails,
+    FixedThreshold,
+    QuantileThreshold,
+    TailThreshold,
+    Threshold,
+)
 
 
 def brute_quantile(scores: list[float], q: float) -> float:
@@ -171,8 +177,42 @@ def test_fixed_threshold() -> None:
     ],
 )
 def test_quantile_errors_name_the_parameter(kwargs: dict[str, object], parameter: str) -> None:
-    with pytest.raises(ValueError, match=parameter):
+    with pytest.raises(ValueError, match=parameter) as built:
         QuantileThreshold(**kwargs)  # type: ignore[arg-type]
+    values = {"q": 0.995, "window": 1000, "grace": 100, "min_value": 0.0, **kwargs}
+    with pytest.raises(ValueError) as checked:
+        QuantileThreshold.check(**values)  # type: ignore[arg-type]
+    assert str(checked.value) == str(built.value)  # the constructor's check, without River
+
+
+def test_a_quantile_grace_above_its_window_is_refused_by_the_threshold_itself() -> None:
+    with pytest.raises(ValueError) as info:
+        QuantileThreshold(q=0.99, window=1000, grace=2000)
+    assert str(info.value) == "grace must be at most window (1000), got 2000"
+    QuantileThreshold.check(q=0.99, window=1000, grace=1000, min_value=0.0)  # at most: fine
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"budget": 0.0}, "budget must be a number in (0, 10000), got 0.0"),
+        ({"level": 1.0}, "level must be a number in [0.5, 1), got 1.0"),
+        ({"grace": 10}, "grace must be an integer >= 20, got 10"),
+        ({"half_life": -1}, "half_life must be an integer >= 0 (0: never forget), got -1"),
+        ({"grace": 500, "half_life": 100}, "half_life must be 0 or at least grace (500), got 100"),
+        (
+            {"budget": 300.0, "level": 0.98},
+            "level must leave more than the budget's tail above it: 1 - level = 0.02 <= "
+            "alpha = 0.03",
+        ),
+    ],
+)
+def test_tail_checks_are_the_thresholds_own(kwargs: dict[str, float], message: str) -> None:
+    values = {"budget": 1.0, "level": 0.95, "grace": 500, "half_life": 5000, **kwargs}
+    for unit in (TailThreshold, TailThreshold.check, FeatureTails):
+        with pytest.raises(ValueError) as info:
+            unit(**values)  # type: ignore[operator]
+        assert str(info.value) == message, unit
 
 
 @pytest.mark.parametrize("value", [0.0, -1.0, math.nan, math.inf, "six", True])
