@@ -48,6 +48,7 @@ from alerting.feedback import (
     FeedbackPolicy,
 )
 from alerting.metrics import Metrics
+from alerting.retry import Backoff
 from alerting.settings import ENV_PREFIX, Settings
 from alerting.silences import (
     SEVERITIES,
@@ -175,6 +176,7 @@ class TopicReader(threading.Thread):
         self.consumer = consumer
         self.first_backoff_s = first_backoff_s
         self.max_backoff_s = max_backoff_s
+        self.backoff = Backoff(first_backoff_s, max_backoff_s)
         self.poll_retry_s = poll_retry_s
         self.ready = threading.Event()
         self.stopping = threading.Event()
@@ -219,7 +221,7 @@ class TopicReader(threading.Thread):
         self._set_up(0)
 
     def run(self) -> None:
-        backoff = self.first_backoff_s
+        failures = 0  # in a row, without a record read in between
         try:
             while not self.stopping.is_set():
                 read = self.records
@@ -228,23 +230,27 @@ class TopicReader(threading.Thread):
                     return  # stopped, or (wait_topic_s) no topic to read
                 except _ReaderFailed as failed:  # counted and logged where it failed
                     self.error = failed.cause
+                    failures += 1
                 except Exception as exc:  # never take the service down
                     self.error = exc
-                    if self.records > read:
-                        backoff = self.first_backoff_s  # it had read again: start over
+                    # it had read again: start over
+                    failures = 1 if self.records > read else failures + 1
                     self.failures.failed(
                         "crashed",
                         exc,
                         f"after {self.records - read} records; "
-                        + (f"restarting in {backoff:g}s" if self.restart else "not restarted"),
+                        + (
+                            f"restarting in {self.backoff.delay(failures):g}s"
+                            if self.restart
+                            else "not restarted"
+                        ),
                         trace=True,
                     )
                 self._set_up(0)
                 self.ready.set()  # nobody waits for a reader that cannot read
-                if not self.restart or self.stopping.wait(backoff):
+                if not self.restart or self.stopping.wait(self.backoff.delay(failures)):
                     return
                 self.restarts += 1
-                backoff = min(backoff * 2, self.max_backoff_s)
         finally:
             self._set_up(0)
             self.ready.set()
@@ -351,8 +357,8 @@ class AlertControl:
         self.gate = SilenceGate(self.silences, clock, max_remembered)
         self.feedback = feedback
         self.readers: list[TopicReader] = []
-        # readers whose thread is gone: when a new one may start, and the backoff after it
-        self._replace_at: dict[str, tuple[float, float]] = {}
+        #: readers whose thread is gone: name → (when a new one may start, its attempt)
+        self._replace_at: dict[str, tuple[float, int]] = {}
 
     # -- silences control records (reader thread) --------------------------------------
 
@@ -444,23 +450,20 @@ class AlertControl:
             now = clock()
             due = self._replace_at.get(reader.reader)
             if due is None:  # just found gone
-                backoff = reader.first_backoff_s
-                self._replace_at[reader.reader] = (now + backoff, backoff)
+                self._replace_at[reader.reader] = (now + reader.backoff.delay(1), 1)
                 reader.failures.failed(
                     "crashed",
                     RuntimeError("the reader thread ended"),
-                    f"starting a new one in {backoff:g}s",
+                    f"starting a new one in {reader.backoff.delay(1):g}s",
                 )
                 continue
-            at, backoff = due
+            at, replaced = due
             if now < at:
                 continue
             fresh = reader.again()
             self.readers[i] = fresh
-            self._replace_at[reader.reader] = (
-                now + min(backoff * 2, reader.max_backoff_s),
-                min(backoff * 2, reader.max_backoff_s),
-            )
+            replaced += 1
+            self._replace_at[reader.reader] = (now + reader.backoff.delay(replaced), replaced)
             fresh.start()
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from pydantic import SecretStr
 from alerting.alerts import DRIFT, FIRING, RESOLVED, rfc3339, rfc3339_seconds
 from alerting.errors import AlertingError, ConfigError
 from alerting.metrics import Metrics
+from alerting.retry import Backoff
 from alerting.settings import (
     SIGNATURE_HEADER,
     Settings,
@@ -539,26 +540,8 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential: ``initial_s × 2^(attempt-1)``, at most ``max_s``.
-
-    >>> [Backoff(0.5, 4.0).delay(a) for a in (1, 2, 3, 4, 5)]
-    [0.5, 1.0, 2.0, 4.0, 4.0]
-    """
-
-    initial_s: float = 0.5
-    max_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.initial_s <= 0:
-            raise ValueError(f"initial_s: must be > 0, got {self.initial_s}")
-        if self.max_s < self.initial_s:
-            raise ValueError(f"max_s: must be ≥ initial_s, got {self.max_s}")
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.initial_s * 2 ** min(attempt - 1, 60), self.max_s))
-
+#: deliveries retried after 0.5 s, doubling up to 30 s
+DEFAULT_BACKOFF = Backoff()
 
 Outcome = Literal["delivered", "stopped", "rejected", "exhausted"]
 
@@ -572,7 +555,7 @@ class Forwarder:
         targets: Sequence[Target],
         dead_letters: DeadLetterLog,
         metrics: Metrics,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
         max_batch: int = 500,
         poll_timeout_ms: int = 500,
         wait: Callable[[float], bool] | None = None,

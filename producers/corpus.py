@@ -63,6 +63,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from alerting.events import Metric
+from alerting.retry import Backoff
 
 __all__ = [
     "ARCHIVES",
@@ -91,6 +92,8 @@ MIN_EVENTS = 800
 #: share of a series' length that NAB-style windows cover, in all
 WINDOW_SHARE = 0.10
 CACHE_ENV = "ALERTING_CORPUS_CACHE"
+#: waits between download attempts: 1 s, then 2 s
+_DOWNLOAD_BACKOFF = Backoff(1.0, 4.0)
 
 
 class CorpusError(RuntimeError):
@@ -237,7 +240,8 @@ def fetch(archive: Archive, cache: Path | None = None, attempts: int = 3) -> Pat
             break
         except OSError as exc:  # URLError and timeouts are OSErrors
             error = exc
-            time.sleep(1.0 + attempt)
+            if attempt + 1 < attempts:
+                time.sleep(_DOWNLOAD_BACKOFF.delay(attempt + 1))
     else:
         raise CorpusError(
             f"cannot download {archive.name} from {archive.url}: {error}; the corpus needs "

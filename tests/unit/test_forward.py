@@ -38,12 +38,12 @@ from alerting.cli import build_parser, main
 from alerting.embedded_broker import free_port
 from alerting.errors import ConfigError
 from alerting.metrics import Metrics
+from alerting.retry import Backoff
 from alerting.settings import Settings, load_settings, redact_url
 from consumers.forward import (
     CLOUDEVENTS_JSON,
     SIGNATURE_HEADER,
     AlertmanagerTarget,
-    Backoff,
     DeadLetterLog,
     DeliveryFailed,
     Forwarder,
