@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from alerting.adwin import Adwin
+from alerting.errors import PlainError
 from alerting.plain import (
     NotPlain,
-    PlainError,
     integer,
     mapping,
     number,

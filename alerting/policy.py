@@ -50,7 +50,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from alerting.plain import PlainError, integer, mapping, number, optional_number, sequence, text
+from alerting.errors import PlainError
+from alerting.plain import integer, mapping, number, optional_number, sequence, text
 
 Severity = Literal["warning", "critical"]
 Notification = Literal["new", "repeat", "escalated"]
@@ -127,7 +128,7 @@ class PolicyState:
         }
 
     def load(self, data: Any) -> None:
-        """Take :meth:`dump`'s data (checked: :class:`~alerting.plain.PlainError`)."""
+        """Take :meth:`dump`'s data (checked: :class:`~alerting.errors.PlainError`)."""
         d = mapping(data, "policy")
         self.runs = {
             text(k, "policy.runs", 40): integer(v, f"policy.runs.{k}")

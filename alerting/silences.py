@@ -45,6 +45,7 @@ from typing import Any, Final, Protocol, get_args
 import re2
 
 from alerting.alerts import FIRING, RESOLVED, Alert, rfc3339_seconds
+from alerting.errors import InvalidSilence
 from alerting.policy import Severity
 
 #: the policy's severities, in rising order (silences, ``tail --severity``, forwarding)
@@ -64,15 +65,6 @@ def _re2_options() -> Any:
 
 
 _RE2_OPTIONS: Final = _re2_options()
-
-
-class InvalidSilence(ValueError):
-    """A control record that is not a usable silence; ``reason`` is a short metric label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def parse_duration(text: str) -> float:
@@ -423,7 +415,6 @@ __all__ = [
     "MAX_PATTERN_CHARS",
     "SEVERITIES",
     "EntityPattern",
-    "InvalidSilence",
     "Silence",
     "SilenceGate",
     "SilenceSet",

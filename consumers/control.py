@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from alerting.alerts import Alert
-from alerting.errors import BrokerError, ConfigError
+from alerting.errors import BrokerError, ConfigError, InvalidSilence
 from alerting.feedback import (
     VERDICT_ALIASES,
     AlertIndex,
@@ -51,7 +51,6 @@ from alerting.metrics import Metrics
 from alerting.settings import ENV_PREFIX, Settings
 from alerting.silences import (
     SEVERITIES,
-    InvalidSilence,
     SilenceGate,
     SilenceSet,
     new_silence,

@@ -53,7 +53,7 @@ from typing import Any, Literal, Protocol
 from pydantic import SecretStr
 
 from alerting.alerts import DRIFT, FIRING, RESOLVED, rfc3339, rfc3339_seconds
-from alerting.errors import AlertingError, ConfigError
+from alerting.errors import AlertingError, ConfigError, DeliveryFailed
 from alerting.metrics import Metrics
 from alerting.settings import (
     SIGNATURE_HEADER,
@@ -176,16 +176,6 @@ def alertmanager_alerts(
 
 
 # ---------------------------------------------------------------- HTTP and targets
-
-
-class DeliveryFailed(Exception):
-    """One POST failed; ``retryable`` says whether trying again can help."""
-
-    def __init__(self, reason: str, detail: str, retryable: bool) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.retryable = retryable
 
 
 def signature(secret: bytes, body: bytes) -> str:

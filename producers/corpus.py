@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from alerting.errors import CorpusError
 from alerting.events import Metric
 
 __all__ = [
@@ -70,7 +71,6 @@ __all__ = [
     "MIN_EVENTS",
     "SERIES",
     "Archive",
-    "CorpusError",
     "Incident",
     "Series",
     "SeriesSpec",
@@ -91,10 +91,6 @@ MIN_EVENTS = 800
 #: share of a series' length that NAB-style windows cover, in all
 WINDOW_SHARE = 0.10
 CACHE_ENV = "ALERTING_CORPUS_CACHE"
-
-
-class CorpusError(RuntimeError):
-    """A corpus file that cannot be fetched, fails its checksum, or cannot be read."""
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from __future__ import annotations
 from math import fsum, sqrt
 from typing import Any
 
+from alerting.errors import PlainError
 from alerting.plain import (
-    PlainError,
     integer,
     mapping,
     number,
