@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from alerting.errors import LabelError
-from alerting.events import parse_time
 from alerting.labels import Label
+from alerting.times import parse_time
 
 __all__ = [
     "PROFILES",

@@ -64,6 +64,7 @@ from pathlib import Path
 
 from alerting.errors import CorpusError
 from alerting.events import Metric
+from alerting.times import parse_rfc3339
 
 __all__ = [
     "ARCHIVES",
@@ -378,10 +379,9 @@ def _time(text: str, formats: Sequence[str]) -> float:
         except ValueError:
             continue
     try:
-        moment = datetime.fromisoformat(text.strip())
+        return parse_rfc3339(text.strip()).timestamp()
     except ValueError:
         raise CorpusError(f"unreadable time {text!r}") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 #: start of the nominal clock of series that carry no time (any fixed date would do)

@@ -48,13 +48,13 @@ from pathlib import Path
 from typing import IO, Literal
 
 from alerting.errors import InvalidEvent, ReasonedError
-from alerting.events import Event, parse_time, validate
+from alerting.events import Event, validate
+from alerting.times import parse_time
 
 __all__ = [
     "ColumnMapping",
     "InvalidRow",
     "count_rows",
-    "parse_time",
     "read_events",
     "read_labelled_events",
 ]
