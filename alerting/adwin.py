@@ -29,7 +29,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from alerting.plain import PlainError, integer, number, sequence
+from alerting.errors import PlainError
+from alerting.plain import integer, number, sequence
 
 __all__ = ["Adwin"]
 

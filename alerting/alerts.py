@@ -19,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, NamedTuple
+
+from alerting.times import rfc3339
 
 FIRING: Final = "io.alerting.anomaly.firing"
 #: reserved for the alert policy (resolve) and drift detection
@@ -37,17 +39,6 @@ class SourcePosition(NamedTuple):
     topic: str
     partition: int
     offset: int
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC time with a ``Z`` suffix, microseconds only when non-zero."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def rfc3339_seconds(seconds: float) -> str:
-    """:func:`rfc3339` of a time in seconds since the epoch."""
-    return rfc3339(datetime.fromtimestamp(seconds, UTC))
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,11 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 from alerting import __version__
 from alerting.alerts import DRIFT, FIRING, RESOLVED
-from alerting.errors import ConfigError
+from alerting.errors import ConfigError, LabelError
 from alerting.evaluation import (
     PROFILES,
     Figures,
-    LabelError,
     Window,
     combine,
     load_labels,

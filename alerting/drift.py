@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from alerting.adwin import Adwin
+from alerting.errors import PlainError
 from alerting.params import Parameterised
 from alerting.plain import (
     NotPlain,
-    PlainError,
     integer,
     mapping,
     number,

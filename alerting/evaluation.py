@@ -37,13 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alerting.events import parse_time
+from alerting.errors import LabelError
 from alerting.labels import Label
+from alerting.times import parse_time
 
 __all__ = [
     "PROFILES",
     "Figures",
-    "LabelError",
     "Window",
     "combine",
     "load_labels",
@@ -60,10 +60,6 @@ PROFILES: dict[str, dict[str, float]] = {
     "reward_low_FP_rate": {"tp": 1.0, "fp": 0.22, "fn": 1.0},
     "reward_low_FN_rate": {"tp": 1.0, "fp": 0.11, "fn": 2.0},
 }
-
-
-class LabelError(ValueError):
-    """A labels file or label column that cannot be read; the message says where."""
 
 
 @dataclass(frozen=True, order=True)

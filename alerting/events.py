@@ -20,8 +20,7 @@ alerting.errors.InvalidEvent: out_of_range: price: Input should be greater than 
 
 from __future__ import annotations
 
-import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -193,53 +192,3 @@ def _invalid(exc: ValidationError) -> InvalidEvent:
 def encode(event: Event) -> bytes:
     """Serialise an event to its wire form (the inverse of :func:`decode`)."""
     return event.model_dump_json(by_alias=True).encode()
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def parse_time(value: object) -> datetime:
-    """A timezone-aware UTC datetime from an RFC 3339 string or a number since the epoch.
-
-    Numbers are seconds, or milliseconds above 2e10 (as pydantic reads a number on the
-    wire, so a file and its replay agree; microseconds above 1e14, nanoseconds above
-    1e17); strings holding a number are read the same way.
-
-    >>> parse_time("2026-01-05T14:30:00Z") == parse_time(1767623400) == parse_time("1767623400000")
-    True
-    >>> parse_time("2026-01-05 15:30:00.5+01:00").isoformat()
-    '2026-01-05T14:30:00.500000+00:00'
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a time")
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            number = float(text)
-        except ValueError:
-            try:
-                moment = datetime.fromisoformat(text)
-            except ValueError:
-                raise ValueError(
-                    f"{value!r} is not an RFC 3339 time or a number since the epoch"
-                ) from None
-            if moment.tzinfo is None:
-                return moment.replace(tzinfo=UTC)
-            return moment.astimezone(UTC)
-    else:
-        raise ValueError(f"{value!r} is not a time")
-    if not math.isfinite(number):
-        raise ValueError(f"{value!r} is not a time")
-    magnitude = abs(number)
-    if magnitude >= 1e17:
-        number /= 1e9
-    elif magnitude >= 1e14:
-        number /= 1e6
-    elif magnitude > 2e10:
-        number /= 1e3
-    try:
-        return _EPOCH + timedelta(seconds=number)
-    except OverflowError:
-        raise ValueError(f"{value!r} is out of the supported time range") from None

@@ -26,7 +26,8 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from alerting.plain import PlainError, mapping, number, sequence, text
+from alerting.errors import PlainError
+from alerting.plain import mapping, number, sequence, text
 
 #: weight of a new value in the running mean and variance (a memory of about 1/alpha events)
 ALPHA: Final = 0.02
@@ -91,7 +92,7 @@ class FeatureStats:
         return {"alpha": self.alpha, "stats": self.stats}
 
     def load(self, data: Any) -> None:
-        """Take :meth:`dump`'s data (checked: :class:`~alerting.plain.PlainError`)."""
+        """Take :meth:`dump`'s data (checked: :class:`~alerting.errors.PlainError`)."""
         d = mapping(data, "stats")
         if number(d.get("alpha"), "stats.alpha") != self.alpha:
             raise PlainError("stats.alpha: not this configuration's")

@@ -143,7 +143,7 @@ class FeatureState:
         }
 
     def load(self, data: Any) -> None:
-        """Take :meth:`dump`'s data (checked: :class:`~alerting.plain.PlainError`)."""
+        """Take :meth:`dump`'s data (checked: :class:`~alerting.errors.PlainError`)."""
         d = mapping(data, "features")
         price, trade_time = sequence(d.get("trade"), "features.trade", 2)
         mid, quote_time = sequence(d.get("quote"), "features.quote", 2)

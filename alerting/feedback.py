@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from alerting.errors import InvalidFeedback
 from alerting.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -42,15 +43,6 @@ VERDICT_ALIASES: Final = {
 }
 ACTIONS: Final = ("raise", "mute")
 MAX_NOTE_CHARS: Final = 2000
-
-
-class InvalidFeedback(ValueError):
-    """A feedback message that cannot be used; ``reason`` is a short metric label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["Label", "read_labels", "rfc3339_micro", "write_labels"]
+from alerting.times import parse_rfc3339, rfc3339_micro
+
+__all__ = ["Label", "read_labels", "write_labels"]
 
 _UNSET_TIME = datetime.min.replace(tzinfo=UTC)  # "end not given": same as time
 
@@ -70,7 +72,7 @@ class Label:
     def from_json(cls, text: str) -> Label:
         """Parse the output of :meth:`to_json`; records without ``end`` are one event long."""
         data = json.loads(text)
-        moment = _parse_time(data["time"])
+        moment = parse_rfc3339(data["time"])
         return cls(
             index=int(data["index"]),
             entity=str(data["entity"]),
@@ -78,7 +80,7 @@ class Label:
             kind=str(data["kind"]),
             anomaly=str(data["anomaly"]),
             detail=str(data["detail"]),
-            end=_parse_time(data["end"]) if data.get("end") is not None else moment,
+            end=parse_rfc3339(data["end"]) if data.get("end") is not None else moment,
             end_index=int(data["end_index"]) if data.get("end_index") is not None else -1,
         )
 
@@ -98,15 +100,3 @@ def read_labels(path: str | Path) -> list[Label]:
     """Read labels written by :func:`write_labels` (blank lines are ignored)."""
     with Path(path).open(encoding="utf-8") as source:
         return [Label.from_json(line) for line in source if line.strip()]
-
-
-def _parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def rfc3339_micro(moment: datetime) -> str:
-    """UTC time with a ``Z`` suffix and always microseconds (the labels' format)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

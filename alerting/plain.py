@@ -19,7 +19,7 @@ third of the size of their decimal text.
 >>> number("x", "seen")
 Traceback (most recent call last):
 ...
-alerting.plain.PlainError: seen: expected a number, got str
+alerting.errors.PlainError: seen: expected a number, got str
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from array import array
 from collections.abc import Mapping
 from typing import Any
 
+from alerting.errors import PlainError
+
 __all__ = [
     "NotPlain",
-    "PlainError",
     "integer",
     "mapping",
     "number",
@@ -47,10 +48,6 @@ __all__ = [
 
 class NotPlain(Exception):
     """This state has a part that is not plain data (a River model): pickle it, signed."""
-
-
-class PlainError(ValueError):
-    """Plain data of the wrong type or shape; the message says where."""
 
 
 def number(value: Any, where: str) -> float:

@@ -50,8 +50,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from alerting.errors import PlainError
 from alerting.params import Parameterised
-from alerting.plain import PlainError, integer, mapping, number, optional_number, sequence, text
+from alerting.plain import integer, mapping, number, optional_number, sequence, text
 
 Severity = Literal["warning", "critical"]
 Notification = Literal["new", "repeat", "escalated"]
@@ -128,7 +129,7 @@ class PolicyState:
         }
 
     def load(self, data: Any) -> None:
-        """Take :meth:`dump`'s data (checked: :class:`~alerting.plain.PlainError`)."""
+        """Take :meth:`dump`'s data (checked: :class:`~alerting.errors.PlainError`)."""
         d = mapping(data, "policy")
         self.runs = {
             text(k, "policy.runs", 40): integer(v, f"policy.runs.{k}")

@@ -30,7 +30,7 @@ import math
 from collections import Counter
 from typing import Any, NamedTuple
 
-from alerting.alerts import DRIFT, FIRING, RESOLVED, Alert, SourcePosition, rfc3339_seconds
+from alerting.alerts import DRIFT, FIRING, RESOLVED, Alert, SourcePosition
 from alerting.detectors import Detector, FeatureScorer, explain, model_version
 from alerting.drift import Challenger, Drift, DriftMonitor
 from alerting.events import Event, Trade
@@ -39,6 +39,7 @@ from alerting.features import extract
 from alerting.policy import AlertPolicy, Decision
 from alerting.state import ColdStore, EntityState, EntityStore, SnapshotCodec, config_hash
 from alerting.thresholds import FeatureTails, TailThreshold, Threshold
+from alerting.times import rfc3339_seconds
 
 __all__ = ["EntityState", "Processor", "summarize"]
 

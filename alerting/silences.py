@@ -39,13 +39,14 @@ import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final, Protocol, get_args
 
 import re2
 
-from alerting.alerts import FIRING, RESOLVED, Alert, rfc3339_seconds
+from alerting.alerts import FIRING, RESOLVED, Alert
+from alerting.errors import InvalidSilence
 from alerting.policy import Severity
+from alerting.times import parse_rfc3339, rfc3339_seconds
 
 #: the policy's severities, in rising order (silences, ``tail --severity``, forwarding)
 SEVERITIES: Final[tuple[str, ...]] = get_args(Severity)
@@ -64,15 +65,6 @@ def _re2_options() -> Any:
 
 
 _RE2_OPTIONS: Final = _re2_options()
-
-
-class InvalidSilence(ValueError):
-    """A control record that is not a usable silence; ``reason`` is a short metric label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def parse_duration(text: str) -> float:
@@ -140,12 +132,9 @@ def _time(value: Any, name: str) -> float:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be an RFC 3339 string, got {value!r}")
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_rfc3339(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         raise ValueError(f"{name} {value!r} is not an RFC 3339 time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +349,7 @@ class SilenceGate:
     these entities for now", and a drift report during maintenance is such a
     notification.
 
+    >>> from datetime import UTC, datetime
     >>> from alerting.alerts import SourcePosition
     >>> silences = SilenceSet()
     >>> gate = SilenceGate(silences, clock=lambda: 10.0)
@@ -423,7 +413,6 @@ __all__ = [
     "MAX_PATTERN_CHARS",
     "SEVERITIES",
     "EntityPattern",
-    "InvalidSilence",
     "Silence",
     "SilenceGate",
     "SilenceSet",

@@ -74,9 +74,10 @@ from typing import Any, Protocol
 
 from alerting.detectors.base import Detector
 from alerting.drift import Challenger
+from alerting.errors import PlainError, SnapshotRefused
 from alerting.explain import FeatureStats
 from alerting.features import FeatureState
-from alerting.plain import NotPlain, PlainError, integer, mapping, number, sequence
+from alerting.plain import NotPlain, integer, mapping, number, sequence
 from alerting.policy import PolicyState
 
 log = logging.getLogger(__name__)
@@ -202,15 +203,6 @@ def config_hash(config: dict[str, Any]) -> str:
     """A short stable hash of the model configuration (detector, params, threshold, ...)."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-class SnapshotRefused(Exception):
-    """A snapshot that cannot be used; ``reason`` is a short metric label."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

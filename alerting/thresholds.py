@@ -50,10 +50,10 @@ from array import array
 from math import inf, isfinite
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from alerting.errors import PlainError
 from alerting.params import Parameterised
 from alerting.plain import (
     NotPlain,
-    PlainError,
     integer,
     mapping,
     number,
@@ -521,7 +521,7 @@ class TailThreshold(Parameterised):
         ]
 
     def load(self, data: Any) -> None:
-        """Take :meth:`dump`'s data (checked: :class:`~alerting.plain.PlainError`)."""
+        """Take :meth:`dump`'s data (checked: :class:`~alerting.errors.PlainError`)."""
         values = sequence(data, "threshold", len(self._STATE) + 1)
         self._n = integer(values[0], "threshold.n")
         self._k = integer(values[1], "threshold.k")
@@ -652,7 +652,7 @@ class FeatureTails(Parameterised):
         return {name: tail.dump() for name, tail in self._tails.items()}
 
     def load(self, data: Any) -> None:
-        """Take :meth:`dump`'s data (checked: :class:`~alerting.plain.PlainError`)."""
+        """Take :meth:`dump`'s data (checked: :class:`~alerting.errors.PlainError`)."""
         self._tails = {}
         for name, state in mapping(data, "threshold", self.max_features).items():
             tail = TailThreshold(self.budget, self.level, self.grace, self.half_life)

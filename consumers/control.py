@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from alerting.alerts import Alert
-from alerting.errors import BrokerError, ConfigError
+from alerting.errors import BrokerError, ConfigError, InvalidSilence
 from alerting.feedback import (
     VERDICT_ALIASES,
     AlertIndex,
@@ -52,7 +52,6 @@ from alerting.retry import Backoff
 from alerting.settings import ENV_PREFIX, Settings
 from alerting.silences import (
     SEVERITIES,
-    InvalidSilence,
     SilenceGate,
     SilenceSet,
     new_silence,

@@ -52,8 +52,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import SecretStr
 
-from alerting.alerts import DRIFT, FIRING, RESOLVED, rfc3339, rfc3339_seconds
-from alerting.errors import AlertingError, ConfigError
+from alerting.alerts import DRIFT, FIRING, RESOLVED
+from alerting.errors import AlertingError, ConfigError, DeliveryFailed
 from alerting.metrics import Metrics
 from alerting.retry import Backoff
 from alerting.settings import (
@@ -64,6 +64,7 @@ from alerting.settings import (
     redact_url_secrets,
 )
 from alerting.silences import SEVERITIES
+from alerting.times import rfc3339, rfc3339_or_none, rfc3339_seconds
 from consumers.subscriber import decode_cloudevent
 
 log = logging.getLogger(__name__)
@@ -84,16 +85,6 @@ def short_type(cloudevent: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- Alertmanager mapping
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _number(value: Any) -> str:
@@ -131,8 +122,8 @@ def alertmanager_alerts(
     data = cloudevent.get("data") or {}
     if not isinstance(data, Mapping):
         data = {}
-    at = _parse_time(cloudevent.get("time")) or now
-    started = _parse_time(data.get("started_at")) or at
+    at = rfc3339_or_none(cloudevent.get("time")) or now
+    started = rfc3339_or_none(data.get("started_at")) or at
     severity = str(cloudevent.get("severity") or data.get("severity") or "warning")
     labels = {
         "alertname": DRIFT_ALERTNAME if kind == "drift" else ANOMALY_ALERTNAME,
@@ -177,16 +168,6 @@ def alertmanager_alerts(
 
 
 # ---------------------------------------------------------------- HTTP and targets
-
-
-class DeliveryFailed(Exception):
-    """One POST failed; ``retryable`` says whether trying again can help."""
-
-    def __init__(self, reason: str, detail: str, retryable: bool) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-        self.retryable = retryable
 
 
 def signature(secret: bytes, body: bytes) -> str:

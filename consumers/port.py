@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from alerting.errors import AlertingError
+
 
 class InputRecord(Protocol):
     """The attributes of a consumed record the loop reads (kafka-python's names)."""
@@ -80,7 +82,7 @@ class Refusal:
     detail: str
 
 
-class DeliveryError(Exception):
+class DeliveryError(AlertingError):
     """Some messages were not acknowledged: ``pending`` met a temporary error and are to
     be sent again; ``refused`` met a permanent one (sending them again cannot succeed)."""
 

@@ -62,8 +62,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from alerting.errors import CorpusError
 from alerting.events import Metric
 from alerting.retry import Backoff
+from alerting.times import parse_rfc3339
 
 __all__ = [
     "ARCHIVES",
@@ -71,7 +73,6 @@ __all__ = [
     "MIN_EVENTS",
     "SERIES",
     "Archive",
-    "CorpusError",
     "Incident",
     "Series",
     "SeriesSpec",
@@ -94,10 +95,6 @@ WINDOW_SHARE = 0.10
 CACHE_ENV = "ALERTING_CORPUS_CACHE"
 #: waits between download attempts: 1 s, then 2 s
 _DOWNLOAD_BACKOFF = Backoff(1.0, 4.0)
-
-
-class CorpusError(RuntimeError):
-    """A corpus file that cannot be fetched, fails its checksum, or cannot be read."""
 
 
 @dataclass(frozen=True)
@@ -386,10 +383,9 @@ def _time(text: str, formats: Sequence[str]) -> float:
         except ValueError:
             continue
     try:
-        moment = datetime.fromisoformat(text.strip())
+        return parse_rfc3339(text.strip()).timestamp()
     except ValueError:
         raise CorpusError(f"unreadable time {text!r}") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 #: start of the nominal clock of series that carry no time (any fixed date would do)

@@ -47,14 +47,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Literal
 
-from alerting.errors import InvalidEvent
-from alerting.events import Event, parse_time, validate
+from alerting.errors import InvalidEvent, ReasonedError
+from alerting.events import Event, validate
+from alerting.times import parse_time
 
 __all__ = [
     "ColumnMapping",
     "InvalidRow",
     "count_rows",
-    "parse_time",
     "read_events",
     "read_labelled_events",
 ]
@@ -122,11 +122,9 @@ class InvalidRow:
     raw: str  #: the row as it appears in the file, without the line end
 
 
-class _RowError(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+class _RowError(ReasonedError):
+    """A row that cannot become an event: yielded as an :class:`InvalidRow`, never raised
+    out of this module."""
 
 
 def read_events(

@@ -89,7 +89,7 @@ import numpy as np
 
 from alerting.events import Event, Quote, Trade
 from alerting.labels import Label, read_labels, write_labels
-from alerting.labels import rfc3339_micro as _rfc3339
+from alerting.times import rfc3339_micro as _rfc3339
 
 __all__ = [
     "ANOMALY_TYPES",

@@ -83,8 +83,9 @@ from collections import deque
 from typing import Any, Literal
 
 from alerting.detectors.zscore import MAX_SCORE
+from alerting.errors import PlainError
 from alerting.params import Parameterised
-from alerting.plain import NotPlain, PlainError, integer, mapping, number, sequence, text
+from alerting.plain import NotPlain, integer, mapping, number, sequence, text
 
 __all__ = [
     "MAX_SCORE",

@@ -18,9 +18,9 @@ from __future__ import annotations
 from math import fsum, sqrt
 from typing import Any
 
+from alerting.errors import PlainError
 from alerting.params import Parameterised
 from alerting.plain import (
-    PlainError,
     integer,
     mapping,
     number,

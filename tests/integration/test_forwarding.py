@@ -28,8 +28,9 @@ from typing import Any, ClassVar
 import pytest
 from kafkastack import Stack, metrics_port, scrape, stop
 
-from alerting.alerts import DRIFT, FIRING, RESOLVED, Alert, SourcePosition, rfc3339
+from alerting.alerts import DRIFT, FIRING, RESOLVED, Alert, SourcePosition
 from alerting.embedded_broker import free_port
+from alerting.times import rfc3339
 
 pytestmark = pytest.mark.kafka
 

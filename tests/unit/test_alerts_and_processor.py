@@ -11,12 +11,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from alerting.alerts import CE_SOURCE, FIRING, RESOLVED, Alert, SourcePosition, alert_id, rfc3339
+from alerting.alerts import CE_SOURCE, FIRING, RESOLVED, Alert, SourcePosition, alert_id
 from alerting.detectors import Detector, RollingZScore, model_version
 from alerting.events import Event, Metric, Trade
 from alerting.policy import AlertPolicy
 from alerting.processor import Processor
 from alerting.thresholds import FixedThreshold
+from alerting.times import rfc3339
 
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from alerting.errors import CorpusError
 from producers import corpus
 from producers.corpus import (
     SERIES,
     Archive,
-    CorpusError,
     Incident,
     agreed_change_points,
     fetch,

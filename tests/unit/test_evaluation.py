@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from alerting.errors import LabelError
 from alerting.evaluation import (
     PROFILES,
-    LabelError,
     Window,
     combine,
     load_labels,

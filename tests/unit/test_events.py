@@ -318,7 +318,8 @@ def test_a_number_since_the_epoch_is_the_same_time_on_the_wire_and_in_a_file(
     number: float,
 ) -> None:
     # a file's rows are replayed onto the wire: both must read seconds and milliseconds alike
-    from alerting.events import decode, parse_time
+    from alerting.events import decode
+    from alerting.times import parse_time
 
     event = {"kind": "metric", "entity": "a", "values": {"x": 1.0}, "time": number}
     assert decode(json.dumps(event).encode()).time == parse_time(number)

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from alerting.alerts import FIRING, RESOLVED
 from alerting.cli import build_processor
+from alerting.errors import InvalidFeedback
 from alerting.events import Event, Metric
 from alerting.feedback import (
     FALSE_POSITIVE,
@@ -23,7 +24,6 @@ from alerting.feedback import (
     AlertInfo,
     FeedbackHandler,
     FeedbackPolicy,
-    InvalidFeedback,
     Penalty,
     parse_feedback,
 )

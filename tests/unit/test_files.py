@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from alerting.events import Event, Metric, Quote, Trade, encode
-from producers.files import ColumnMapping, InvalidRow, count_rows, parse_time, read_events
+from alerting.times import parse_time
+from producers.files import ColumnMapping, InvalidRow, count_rows, read_events
 from producers.synthetic import SyntheticMarket
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)

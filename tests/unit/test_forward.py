@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from alerting.alerts import DRIFT, FIRING, RESOLVED
 from alerting.cli import build_parser, main
 from alerting.embedded_broker import free_port
-from alerting.errors import ConfigError
+from alerting.errors import ConfigError, DeliveryFailed
 from alerting.metrics import Metrics
 from alerting.retry import Backoff
 from alerting.settings import Settings, load_settings, redact_url
@@ -45,7 +45,6 @@ from consumers.forward import (
     SIGNATURE_HEADER,
     AlertmanagerTarget,
     DeadLetterLog,
-    DeliveryFailed,
     Forwarder,
     WebhookTarget,
     alertmanager_alerts,

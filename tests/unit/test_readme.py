@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 import re
 import shlex
@@ -43,9 +45,118 @@ def test_every_alerting_command_in_the_readme_parses(argv: list[str]) -> None:
     build_parser().parse_args(argv)  # exits (fails the test) on an unknown flag or command
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands of ``parser`` by name (empty when it has none)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _command_table() -> list[str]:
+    """The usages in the first column of the README's command table, one per command."""
+    table = README[README.index("| command | what it does |") :].split("\n\n", 1)[0]
+    usages = []
+    for row in table.splitlines()[2:]:
+        first = row.split(" | ", 1)[0]
+        usages += re.findall(r"`(alerting [^`]+)`", first)
+    return usages
+
+
 def test_every_cli_subcommand_is_documented() -> None:
-    for command in ("demo", "run", "replay", "evaluate", "tail", "broker", "config", "forward"):
-        assert f"`alerting {command}" in README
+    documented = {usage.split()[1] for usage in _command_table()}
+    assert set(_subcommands(build_parser())) == documented
+
+
+def test_every_flag_in_the_command_table_is_one_of_its_command() -> None:
+    for usage in _command_table():
+        parser = build_parser()
+        for word in usage.split()[1:]:
+            parser = _subcommands(parser).get(word, parser)
+        known = {option for action in parser._actions for option in action.option_strings}
+        for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", usage):
+            assert flag in known, f"{usage}: {flag}"
+
+
+class _Producer:
+    """The records a command sends, acknowledged at once (no broker)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+
+    def send(self, topic: str, key: bytes, value: bytes) -> _Producer:
+        self.sent.append((topic, key, value))
+        return self
+
+    def get(self, timeout: float) -> None:
+        return None
+
+    def close(self, timeout: float) -> None:
+        return None
+
+
+def test_the_silence_and_feedback_commands_run_up_to_the_broker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's ``silence`` and ``feedback`` commands, run with a fake producer: the
+    records they would write are valid, and say what the flags say. Writing to and
+    reading from a real cluster is what tests/integration/test_silences_feedback.py does."""
+    import consumers.control
+    import consumers.kafka_port
+    from alerting.feedback import VERDICT_ALIASES, Feedback, parse_feedback
+    from alerting.silences import SilenceSet, parse_duration
+
+    monkeypatch.setenv("ALERTING__KAFKA__BOOTSTRAP_SERVERS", "broker.invalid:9092")
+    monkeypatch.setenv("ALERTING__TOPICS__CREATE", "false")
+    settings = load_settings()
+    producer = _Producer()
+    monkeypatch.setattr(consumers.kafka_port, "producer_for", lambda *_, **__: producer)
+    topic = SilenceSet()
+    monkeypatch.setattr(consumers.control, "read_silences", lambda *_, **__: topic)
+    now = 1_767_623_400.0
+    commands = [argv for argv in _alerting_commands() if argv[0] in ("silence", "feedback")]
+    assert {tuple(argv[:2]) for argv in commands if argv[0] == "silence"} == {
+        ("silence", action) for action in ("add", "list", "expire")
+    }
+    assert any(argv[0] == "feedback" for argv in commands)
+    added: list[str] = []
+    for argv in commands:
+        if argv[:2] == ["silence", "expire"]:
+            assert re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", argv[2]), argv
+            argv = [*argv[:2], added[0]]  # the README's id stands for one `silence add` printed
+        args = build_parser().parse_args(argv)
+        out = io.StringIO()
+        before = len(producer.sent)
+        if argv[0] == "silence":
+            assert consumers.control.silence_command(settings, args, out, clock=lambda: now) == 0
+        else:
+            assert consumers.control.feedback_command(settings, args, out) == 0
+        sent = producer.sent[before:]
+        if argv[:2] == ["silence", "add"]:
+            ((where, key, value),) = sent
+            assert where == settings.topics.silences and out.getvalue() == f"{key.decode()}\n"
+            topic.apply(key, value)
+            silence = topic.get(key.decode())
+            assert silence is not None and silence.entity == args.entity
+            assert (silence.severity, silence.comment) == (args.severity, args.comment)
+            assert silence.ends_at - silence.starts_at == parse_duration(args.duration)
+            assert args.author is None or silence.author == args.author
+            added.append(key.decode())
+        elif argv[:2] == ["silence", "list"]:
+            assert not sent and all(silence_id in out.getvalue() for silence_id in added)
+        elif argv[:2] == ["silence", "expire"]:
+            ((where, key, value),) = sent
+            assert (where, key.decode()) == (settings.topics.silences, added[0])
+            topic.apply(key, value)
+            expired = topic.get(added[0])
+            assert expired is not None and expired.state(now) == "expired"
+        else:
+            ((where, key, value),) = sent
+            assert where == settings.topics.feedback and key.decode() == args.alert_id
+            assert parse_feedback(value) == Feedback(
+                args.alert_id, VERDICT_ALIASES[args.verdict], args.note
+            )
+    assert len(added) == 2
 
 
 def test_settings_in_the_table_exist() -> None:

@@ -18,10 +18,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from alerting.alerts import DRIFT, FIRING, RESOLVED, Alert, SourcePosition
+from alerting.errors import InvalidSilence
 from alerting.metrics import Metrics
 from alerting.silences import (
     MAX_PATTERN_CHARS,
-    InvalidSilence,
     Silence,
     SilenceGate,
     SilenceSet,

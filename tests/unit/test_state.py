@@ -18,6 +18,7 @@ import pytest
 
 from alerting.alerts import Alert, SourcePosition
 from alerting.detectors.zscore import RollingZScore
+from alerting.errors import SnapshotRefused
 from alerting.events import Metric
 from alerting.features import extract
 from alerting.policy import AlertPolicy, Episode
@@ -30,7 +31,6 @@ from alerting.state import (
     EntityStore,
     MemoryColdStore,
     SnapshotCodec,
-    SnapshotRefused,
     SqliteColdStore,
     config_hash,
     estimate_model_bytes,
