@@ -79,7 +79,7 @@ def test_event_samples_decode() -> None:
 def _real_firing_and_resolved() -> tuple[dict[str, object], dict[str, object]]:
     """A firing alert and the resolved one of its episode, from the processor as built."""
     from alerting.alerts import RESOLVED
-    from alerting.cli import build_processor
+    from alerting.wiring import build_processor
     from producers.synthetic import SyntheticMarket
 
     processor = build_processor(load_settings())
@@ -109,8 +109,8 @@ def test_alert_samples_have_the_shape_the_service_publishes() -> None:
 
 
 def test_the_worked_policy_example_is_what_the_policy_does() -> None:
-    from alerting.cli import build_processor
     from alerting.policy import PolicyState
+    from alerting.wiring import build_processor
 
     section = README[README.index("Worked example, default settings") :]
     rows = re.findall(r"^\| (\d+) \| ([\d.]+) \| ([a-z_: ]*?) ?\|$", section, flags=re.M)

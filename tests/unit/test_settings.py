@@ -188,7 +188,7 @@ def test_policy_settings_are_validated_and_named(policy: dict[str, float], named
 
 
 def test_every_policy_setting_reaches_the_policy() -> None:
-    from alerting.cli import build_processor
+    from alerting.wiring import build_processor
 
     values = {"warning_factor": 1.5, "critical_factor": 2.5, "clear_factor": 0.5,
               "for_events": 3, "repeat_after": 42.0, "resolve_after": 7.0,
