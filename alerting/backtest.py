@@ -1,11 +1,11 @@
 """``alerting evaluate``: replay a labelled stream through the service's processor and score it.
 
-The events come in file order (the CLI reads them as ``alerting replay FILE`` does, with
-the same column flags, and hands them over as a :class:`Recording`), decided on event
-time, as fast as possible, by the processor :func:`alerting.wiring.build_processor` builds
-from the settings, once per detector (and settings file). No broker is involved. The
-figures come from :mod:`alerting.evaluation`; the report, which the CLI writes after
-:func:`evaluate`, from :mod:`alerting.report`.
+The events come in file order, read as ``alerting replay FILE`` reads them, with the same
+column flags (the CLI hands :func:`evaluate` a :class:`Recording`, ``producers.replay``'s
+``LabelledFile``); they are decided on event time, as fast as possible, by the processor
+:func:`alerting.wiring.build_processor` builds from the settings, once per detector (and
+settings file). No broker is involved. The figures come from :mod:`alerting.evaluation`;
+the report, which the CLI writes after :func:`evaluate`, from :mod:`alerting.report`.
 """
 
 from __future__ import annotations
@@ -534,7 +534,7 @@ class Skipped(Protocol):
 
 
 class Recording(Protocol):
-    """The labelled data an evaluation reads, in file order (the CLI opens the file)."""
+    """The labelled data an evaluation reads, in file order."""
 
     def count(self) -> int:
         """The number of rows."""
