@@ -1,31 +1,27 @@
 """``alerting evaluate``: replay a labelled stream through the service's processor and score it.
 
-The events are read like ``alerting replay FILE`` reads them (:mod:`producers.files`,
-same column flags), in file order, decided on event time, as fast as possible, by the
-processor :func:`alerting.cli.build_processor` builds from the settings, once per
-detector (and settings file). No broker is involved. The figures come from
-:mod:`alerting.evaluation`; the report from :mod:`alerting.report`.
-
-Adapters (``producers``) are imported inside functions, as in the CLI: this module is
-part of the composition root, not of the pure core.
+The events come in file order, read as ``alerting replay FILE`` reads them, with the same
+column flags (the CLI hands :func:`evaluate` a :class:`Recording`, ``producers.replay``'s
+``LabelledFile``); they are decided on event time, as fast as possible, by the processor
+:func:`alerting.wiring.build_processor` builds from the settings, once per detector (and
+settings file). No broker is involved. The figures come from :mod:`alerting.evaluation`;
+the report, which the CLI writes after :func:`evaluate`, from :mod:`alerting.report`.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import math
 import platform
-import sys
 import time
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from alerting import __version__
 from alerting.alerts import DRIFT, FIRING, RESOLVED
@@ -37,84 +33,17 @@ from alerting.evaluation import (
     combine,
     load_labels,
     score_entity,
-    windows_from_flags,
 )
 from alerting.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from alerting.events import Event
-    from producers.files import ColumnMapping, InvalidRow
 
 log = logging.getLogger(__name__)
 
 RESULTS_FORMAT = 1
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "anomaly", "anomalous"})
 _FALSE = frozenset({"", "0", "false", "f", "no", "n", "normal", "nan", "none", "null"})
-
-
-def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
-    from producers.replay import add_column_arguments
-
-    p.add_argument("data", type=Path, help="the recorded stream: CSV or JSONL (.gz too)")
-    lab = p.add_argument_group("ground truth (one of)")
-    lab.add_argument(
-        "--labels",
-        type=Path,
-        help='synthetic labels (JSON lines) or a JSON object of windows {"entity": [[start, end]]}',
-    )
-    lab.add_argument(
-        "--label-column",
-        metavar="NAME",
-        help="column of the data holding the truth (1/true/yes = anomalous event)",
-    )
-    what = p.add_argument_group("what to evaluate")
-    what.add_argument(
-        "--detectors",
-        metavar="NAMES",
-        help="comma-separated detectors, e.g. zscore,hst (default: the settings' detector)",
-    )
-    what.add_argument(
-        "--config",
-        dest="eval_configs",
-        action="append",
-        type=Path,
-        metavar="FILE",
-        help="TOML settings file; repeat to compare several (default: the global settings)",
-    )
-    what.add_argument(
-        "--seed", type=int, help="seed of the detectors that take one (hst, loda; default theirs)"
-    )
-    score = p.add_argument_group("scoring and output")
-    score.add_argument(
-        "--window-slack",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="an alert up to S event-time seconds after a window's end still detects it "
-        "(default 0)",
-    )
-    score.add_argument(
-        "--profile",
-        choices=sorted(PROFILES),
-        default="standard",
-        help="NAB cost profile shown in tables (all three are in the results; default standard)",
-    )
-    score.add_argument("--compare", action="store_true", help="one side-by-side table of every run")
-    score.add_argument(
-        "--output",
-        type=Path,
-        metavar="DIR",
-        help="write DIR/results.json, DIR/report.html and a PNG chart per entity",
-    )
-    score.add_argument(
-        "--max-charts",
-        type=int,
-        default=20,
-        metavar="N",
-        help="chart at most N entities, those with the most windows first (default 20)",
-    )
-    add_column_arguments(p, "file columns (as alerting replay)")
-    p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
 
 
 # -- one replay ----------------------------------------------------------------------------
@@ -181,8 +110,8 @@ def chart_value(event: Event) -> tuple[str, float]:
 
 def replay(run: Run, events: Iterator[Event], total: int | None, progress: bool) -> None:
     """Feed every event to a fresh processor, recording alerts, scores and thresholds."""
-    from alerting.cli import build_processor
     from alerting.progress import Progress
+    from alerting.wiring import build_processor
 
     processor = build_processor(run.settings)
     run.model_version = processor.model_version
@@ -241,36 +170,6 @@ def replay(run: Run, events: Iterator[Event], total: int | None, progress: bool)
 # -- data, labels and settings ----------------------------------------------------------------
 
 
-def _mapping(args: argparse.Namespace) -> ColumnMapping:
-    from producers.replay import column_mapping
-
-    try:
-        return column_mapping(args, label=args.label_column)
-    except ValueError as exc:
-        raise ConfigError(f"{args.data}: {exc}") from None
-
-
-def _rows(path: Path, mapping: ColumnMapping) -> Iterator[tuple[Event | InvalidRow, object]]:
-    """The file's rows, each with its label cell (:func:`producers.files.read_labelled_events`)."""
-    from producers.files import read_labelled_events
-
-    try:
-        return read_labelled_events(path, mapping)  # checks the header now
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
-def valid_events(path: Path, mapping: ColumnMapping, skipped: list[InvalidRow]) -> Iterator[Event]:
-    """The file's events; invalid rows are collected in ``skipped`` (as replay skips them)."""
-    from producers.files import InvalidRow
-
-    for item, _ in _rows(path, mapping):
-        if isinstance(item, InvalidRow):
-            skipped.append(item)
-            continue
-        yield item
-
-
 def truthy(cell: object, where: str) -> bool:
     """A label cell as a flag: 1/true/yes/anomaly are anomalous; 0/false/no/empty are not."""
     if cell is None or isinstance(cell, bool):
@@ -290,20 +189,6 @@ def truthy(cell: object, where: str) -> bool:
             "(0, false, no, empty)"
         ) from None
     return not math.isnan(number) and number != 0
-
-
-def windows_from_column(path: Path, mapping: ColumnMapping) -> dict[str, list[Window]]:
-    """Windows from the label column: consecutive anomalous events of an entity form one."""
-    from producers.files import InvalidRow
-
-    assert mapping.label is not None
-    flags: dict[str, list[tuple[float, bool]]] = {}
-    for number, (item, cell) in enumerate(_rows(path, mapping), 1):
-        if isinstance(item, InvalidRow):
-            continue
-        where = f"{path.name} row {number}, column {mapping.label!r}"
-        flags.setdefault(item.entity, []).append((item.timestamp, truthy(cell, where)))
-    return windows_from_flags(flags)
 
 
 def _with_detector(settings: Settings, name: str | None, seed: int | None) -> Settings:
@@ -331,20 +216,27 @@ def _with_detector(settings: Settings, name: str | None, seed: int | None) -> Se
     return settings.model_copy(update={"detector": detector, "threshold": t})
 
 
-def plan_runs(settings: Settings, args: argparse.Namespace) -> list[Run]:
-    configs: list[Path | None] = list(args.eval_configs or [None])
+def plan_runs(
+    settings: Settings,
+    configs: Sequence[Path] = (),
+    detectors: str | None = None,
+    seed: int | None = None,
+) -> list[Run]:
+    """One run per detector named in ``detectors`` (comma-separated; None: the settings')
+    and settings file in ``configs`` (none: ``settings``)."""
+    files: list[Path | None] = [*configs] or [None]
     names: list[str | None] = (
-        [n.strip() for n in args.detectors.split(",") if n.strip()] if args.detectors else [None]
+        [n.strip() for n in detectors.split(",") if n.strip()] if detectors else [None]
     )
     if not names:
         raise ConfigError("--detectors names no detector, e.g. --detectors zscore,hst")
     runs = []
-    for config in configs:
+    for config in files:
         base = load_settings(config) if config is not None else settings
         for name in names:
-            s = _with_detector(base, name, args.seed)
+            s = _with_detector(base, name, seed)
             label = s.detector.name
-            if len(configs) > 1 and config is not None:
+            if len(files) > 1 and config is not None:
                 label = f"{label} [{config.stem}]"
             runs.append(Run(label, s.detector.name, config, s))
     seen = [r.name for r in runs]
@@ -407,7 +299,7 @@ def settings_hash(settings: Settings) -> str:
 
 def results(
     runs: Sequence[Run],
-    args: argparse.Namespace,
+    plan: EvaluatePlan,
     labels_format: str,
     windows: dict[str, list[Window]],
     invalid_rows: int,
@@ -417,7 +309,7 @@ def results(
     Wall-clock facts (throughput, when) live under ``"run"`` only, so two runs on the same
     inputs give the same document apart from that key.
     """
-    data = Path(args.data)
+    data = Path(plan.data)
     doc: dict[str, Any] = {
         "format": RESULTS_FORMAT,
         "data": {
@@ -428,24 +320,17 @@ def results(
         },
         "labels": {
             "format": labels_format,
-            "file": args.labels.name if args.labels is not None else None,
-            "sha256": sha256_file(args.labels) if args.labels is not None else None,
-            "column": args.label_column,
+            "file": plan.labels.name if plan.labels is not None else None,
+            "sha256": sha256_file(plan.labels) if plan.labels is not None else None,
+            "column": plan.label_column,
             "entities": len(windows),
             "windows": sum(len(w) for w in windows.values()),
         },
         "options": {
-            "window_slack_s": args.window_slack,
+            "window_slack_s": plan.window_slack,
             "profiles": PROFILES,
-            "seed": args.seed,
-            "columns": {
-                "kind_column": args.kind_column,
-                "kind": args.kind,
-                "key_column": args.key_column,
-                "key": args.key,
-                "time_column": args.time_column,
-                "value_columns": args.value_columns,
-            },
+            "seed": plan.seed,
+            "columns": dict(plan.columns),
         },
         "versions": versions(),
         "runs": [],
@@ -610,39 +495,112 @@ def summary_text(doc: dict[str, Any], compare: bool, profile: str) -> str:
     return "\n".join(out).strip("\n")
 
 
-# -- the command -------------------------------------------------------------------------------
+# -- the evaluation ----------------------------------------------------------------------------
 
 
-def evaluate_command(settings: Settings, args: argparse.Namespace) -> int:
-    from producers.files import count_rows
+@dataclass(frozen=True)
+class EvaluatePlan:
+    """What ``alerting evaluate`` scores, against which truth, and how it reports."""
 
-    data: Path = args.data
-    if not data.is_file():
-        raise ConfigError(f"evaluate: no such data file {data}")
-    if (args.labels is None) == (args.label_column is None):
+    data: Path
+    #: synthetic labels or a windows JSON; exactly one of this and ``label_column``
+    labels: Path | None = None
+    label_column: str | None = None
+    #: comma-separated detector names; None: the settings' detector
+    detectors: str | None = None
+    #: settings files to compare; none: the global settings
+    configs: tuple[Path, ...] = ()
+    seed: int | None = None
+    window_slack: float = 0.0
+    profile: str = "standard"
+    compare: bool = False
+    output: Path | None = None
+    max_charts: int = 20
+    #: the column flags as the results log records them (``kind_column``, ``key``, ...)
+    columns: Mapping[str, str | None] = field(default_factory=dict)
+    progress: bool = True
+
+
+class Skipped(Protocol):
+    """An invalid row of the data (:class:`producers.files.InvalidRow`)."""
+
+    @property
+    def line(self) -> int: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+
+
+class Recording(Protocol):
+    """The labelled data an evaluation reads, in file order."""
+
+    def count(self) -> int:
+        """The number of rows."""
+        ...
+
+    def events(self, skipped: list[Skipped]) -> Iterator[Event]:
+        """The valid events; invalid rows are collected in ``skipped``."""
+        ...
+
+    def windows_from_column(self) -> dict[str, list[Window]]:
+        """The truth the label column holds, as windows per entity."""
+        ...
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` decided: the results log, the runs, the truth."""
+
+    doc: dict[str, Any]
+    runs: list[Run]
+    windows: dict[str, list[Window]]
+
+
+def check_plan(plan: EvaluatePlan) -> None:
+    """A :class:`ConfigError` naming the flag, for a plan that cannot be evaluated."""
+    if not plan.data.is_file():
+        raise ConfigError(f"evaluate: no such data file {plan.data}")
+    if (plan.labels is None) == (plan.label_column is None):
         raise ConfigError(
             "evaluate needs the truth: --labels FILE (synthetic labels or windows JSON) "
             "or --label-column NAME, not both"
         )
-    if not (math.isfinite(args.window_slack) and args.window_slack >= 0):
-        raise ConfigError(f"--window-slack must be >= 0 seconds, got {args.window_slack}")
-    if args.max_charts < 0:
-        raise ConfigError(f"--max-charts must be >= 0, got {args.max_charts}")
-    mapping = _mapping(args)
-    runs = plan_runs(settings, args)
+    if not (math.isfinite(plan.window_slack) and plan.window_slack >= 0):
+        raise ConfigError(f"--window-slack must be >= 0 seconds, got {plan.window_slack}")
+    if plan.max_charts < 0:
+        raise ConfigError(f"--max-charts must be >= 0, got {plan.max_charts}")
+
+
+def evaluate(
+    settings: Settings,
+    plan: EvaluatePlan,
+    open_data: Callable[[], Recording],
+    out: TextIO | None = None,
+) -> Evaluation:
+    """Replay the data through every planned run, score it, and print the summary to ``out``
+    (None: standard output).
+
+    ``open_data`` is called once the plan is checked (it may raise a :class:`ConfigError`
+    about the column flags). With ``plan.output``, the results log is written there too.
+    """
+    check_plan(plan)
+    data = plan.data
+    recording = open_data()
+    runs = plan_runs(settings, plan.configs, plan.detectors, plan.seed)
     try:
-        if args.labels is not None:
-            labels_format, windows = load_labels(args.labels)
+        if plan.labels is not None:
+            labels_format, windows = load_labels(plan.labels)
         else:
             labels_format = "column"
-            windows = windows_from_column(data, mapping)
+            windows = recording.windows_from_column()
     except LabelError as exc:
         raise ConfigError(str(exc)) from None
-    total = count_rows(data)
-    skipped: list[InvalidRow] = []  # the first run's; every run skips the same rows
+    total = recording.count()
+    skipped: list[Skipped] = []  # the first run's; every run skips the same rows
     for n, run in enumerate(runs):
-        events = valid_events(data, mapping, skipped if n == 0 else [])
-        replay(run, events, total, not args.no_progress)
+        events = recording.events(skipped if n == 0 else [])
+        replay(run, events, total, plan.progress)
     for item in skipped[:10]:
         log.warning("%s line %d skipped (%s): %s", data, item.line, item.reason, item.detail)
     if not runs[0].events:
@@ -651,16 +609,12 @@ def evaluate_command(settings: Settings, args: argparse.Namespace) -> int:
             "check the column flags (--key, --key-column, --time-column, --value-columns)"
         )
     _check_entities(windows, runs[0].tracks)
-    score_runs(runs, windows, args.window_slack)
-    doc = results(runs, args, labels_format, windows, len(skipped))
-    print(summary_text(doc, args.compare, args.profile))
-    if args.output is not None:
-        from alerting.report import write_report
-
-        write_results(doc, args.output)
-        written = write_report(args.output, doc, runs, windows, args.profile, args.max_charts)
-        print(f"results in {args.output / 'results.json'}, report in {written}", file=sys.stderr)
-    return 0
+    score_runs(runs, windows, plan.window_slack)
+    doc = results(runs, plan, labels_format, windows, len(skipped))
+    print(summary_text(doc, plan.compare, plan.profile), file=out)
+    if plan.output is not None:
+        write_results(doc, plan.output)
+    return Evaluation(doc, runs, windows)
 
 
 def write_results(doc: dict[str, Any], out: Path) -> None:

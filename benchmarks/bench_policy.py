@@ -19,8 +19,8 @@ import time
 from collections import Counter, defaultdict
 
 from alerting.alerts import FIRING
-from alerting.cli import build_processor
 from alerting.settings import load_settings
+from alerting.wiring import build_processor
 from producers.synthetic import SyntheticMarket
 
 

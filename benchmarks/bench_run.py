@@ -21,10 +21,10 @@ import uuid
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from alerting.cli import build_processor
 from alerting.embedded_broker import EmbeddedBroker, free_port
 from alerting.events import decode, encode
 from alerting.settings import load_settings
+from alerting.wiring import build_processor
 from producers.synthetic import SyntheticMarket
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 from kafka import KafkaProducer
 
 from alerting.alerts import SourcePosition
-from alerting.cli import build_processor
 from alerting.embedded_broker import EmbeddedBroker
 from alerting.metrics import Metrics
 from alerting.settings import load_settings
 from alerting.state import SqliteColdStore
+from alerting.wiring import build_processor
 from consumers.kafka_port import KafkaPort
 from producers.synthetic import SyntheticMarket
 from producers.topics import ensure_topics

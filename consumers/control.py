@@ -25,7 +25,6 @@ doubles up to ``MAX_BACKOFF_S`` (and resets once it reads again), inside its thr
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import json
 import logging
@@ -525,37 +524,6 @@ def build_control(
 # ---------------------------------------------------------------- command line
 
 
-def add_silence_arguments(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="silence_command", required=True, metavar="ACTION")
-    p = sub.add_parser("add", help="silence the alerts of matching entities for a while")
-    p.add_argument(
-        "--entity",
-        required=True,
-        metavar="PATTERN",
-        help="anchored regular expression on the entity (a plain name matches exactly it)",
-    )
-    p.add_argument("--severity", help="only alerts of this severity (warning, critical)")
-    p.add_argument("--duration", required=True, metavar="D", help="how long: e.g. 90s, 30m, 2h, 1d")
-    p.add_argument("--comment", required=True, help="why (shown by `alerting silence list`)")
-    p.add_argument("--author", help="who (default: the current user)")
-    p = sub.add_parser("list", help="the silences in force (active or pending)")
-    p.add_argument("--all", action="store_true", help="expired ones too")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p = sub.add_parser("expire", help="end a silence now")
-    p.add_argument("id", metavar="ID", help="the silence id (`alerting silence list`)")
-
-
-def add_feedback_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("alert_id", metavar="ALERT_ID", help="the alert's CloudEvent id")
-    parser.add_argument(
-        "--verdict",
-        required=True,
-        choices=sorted(VERDICT_ALIASES),
-        help="tp (true_positive) or fp (false_positive)",
-    )
-    parser.add_argument("--note", help="free text kept with the verdict")
-
-
 def _need_cluster(settings: Settings, what: str) -> None:
     if not settings.kafka.bootstrap_servers:
         raise ConfigError(
@@ -608,74 +576,98 @@ def _ensure(settings: Settings, topic: str) -> None:
         ensure_topics(settings, [topic])
 
 
-def silence_command(
+def add_silence(
     settings: Settings,
-    args: argparse.Namespace,
+    entity: str,
+    severity: str | None,
+    duration: str,
+    comment: str,
+    author: str | None = None,
     out: TextIO = sys.stdout,
     clock: Callable[[], float] = time.time,
 ) -> int:
-    """``alerting silence add|list|expire``."""
-    action = args.silence_command
+    """``alerting silence add``: publish a new silence and print its id.
+
+    ``author`` None: the current user.
+    """
     topic = settings.topics.silences
-    if action == "add":
-        if args.severity is not None and args.severity not in SEVERITIES:
-            raise ConfigError(
-                f"--severity must be one of {', '.join(SEVERITIES)}, got {args.severity!r}"
-            )
-        try:
-            duration_s = parse_duration(args.duration)
-        except ValueError as exc:
-            raise ConfigError(f"--duration: {exc}") from None
-        if not args.comment.strip():
-            raise ConfigError("--comment must not be empty: say why the alerts are silenced")
-        try:
-            silence = new_silence(
-                args.entity,
-                args.severity,
-                duration_s,
-                args.comment,
-                args.author or os.environ.get("USER") or getpass.getuser(),
-                now=clock(),
-            )
-        except ValueError as exc:
-            raise ConfigError(f"--entity: {exc}") from None
-        _need_cluster(settings, "silence add")
-        _ensure(settings, topic)
-        _publish(settings, topic, silence.id.encode(), silence.to_json())
-        print(silence.id, file=out)
-        return 0
-    _need_cluster(settings, f"silence {action}")
+    if severity is not None and severity not in SEVERITIES:
+        raise ConfigError(f"--severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
+    try:
+        duration_s = parse_duration(duration)
+    except ValueError as exc:
+        raise ConfigError(f"--duration: {exc}") from None
+    if not comment.strip():
+        raise ConfigError("--comment must not be empty: say why the alerts are silenced")
+    try:
+        silence = new_silence(
+            entity,
+            severity,
+            duration_s,
+            comment,
+            author or os.environ.get("USER") or getpass.getuser(),
+            now=clock(),
+        )
+    except ValueError as exc:
+        raise ConfigError(f"--entity: {exc}") from None
+    _need_cluster(settings, "silence add")
+    _ensure(settings, topic)
+    _publish(settings, topic, silence.id.encode(), silence.to_json())
+    print(silence.id, file=out)
+    return 0
+
+
+def list_silences(
+    settings: Settings,
+    show_all: bool = False,
+    as_json: bool = False,
+    out: TextIO = sys.stdout,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """``alerting silence list``: the silences in force (``show_all``: expired ones too)."""
+    _need_cluster(settings, "silence list")
     silences = read_silences(settings)
     now = clock()
-    if action == "list":
-        shown = [s for s in silences.all() if args.all or s.state(now) != "expired"]
-        if args.json:
-            for s in shown:
-                out.write(json.dumps({**s.to_dict(), "state": s.state(now)}) + "\n")
-            return 0
-        if not shown:
-            print(
-                "no silences" + ("" if args.all else " in force (--all shows expired ones)"),
-                file=out,
-            )
-            return 0
+    shown = [s for s in silences.all() if show_all or s.state(now) != "expired"]
+    if as_json:
+        for s in shown:
+            out.write(json.dumps({**s.to_dict(), "state": s.state(now)}) + "\n")
+        return 0
+    if not shown:
         print(
-            f"{'ID':36}  {'STATE':8} {'ENDS':20} {'SEVERITY':8} {'ENTITY':16} AUTHOR: COMMENT",
+            "no silences" + ("" if show_all else " in force (--all shows expired ones)"),
             file=out,
         )
-        for s in shown:
-            ends = datetime.fromtimestamp(s.ends_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            print(
-                f"{s.id:36}  {s.state(now):8} {ends:20} {s.severity or '*':8} {s.entity:16} "
-                f"{s.author}: {s.comment}",
-                file=out,
-            )
         return 0
-    # expire
-    found = silences.get(args.id)
+    print(
+        f"{'ID':36}  {'STATE':8} {'ENDS':20} {'SEVERITY':8} {'ENTITY':16} AUTHOR: COMMENT",
+        file=out,
+    )
+    for s in shown:
+        ends = datetime.fromtimestamp(s.ends_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(
+            f"{s.id:36}  {s.state(now):8} {ends:20} {s.severity or '*':8} {s.entity:16} "
+            f"{s.author}: {s.comment}",
+            file=out,
+        )
+    return 0
+
+
+def expire_silence(
+    settings: Settings,
+    silence_id: str,
+    out: TextIO = sys.stdout,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """``alerting silence expire ID``: end a silence now."""
+    topic = settings.topics.silences
+    _need_cluster(settings, "silence expire")
+    silences = read_silences(settings)
+    now = clock()
+    found = silences.get(silence_id)
     if found is None:
         raise ConfigError(
-            f"no silence with id {args.id} in {topic}; `alerting silence list --all` lists them"
+            f"no silence with id {silence_id} in {topic}; `alerting silence list --all` lists them"
         )
     if found.state(now) == "expired":
         print(f"silence {found.id} had already expired", file=out)
@@ -685,16 +677,18 @@ def silence_command(
     return 0
 
 
-def feedback_command(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def send_feedback(
+    settings: Settings, alert_id: str, verdict: str, note: str | None, out: TextIO = sys.stdout
+) -> int:
     """``alerting feedback ALERT_ID --verdict tp|fp [--note TEXT]``."""
-    verdict = VERDICT_ALIASES.get(args.verdict)
-    if verdict is None:
-        raise ConfigError(f"--verdict must be tp or fp, got {args.verdict!r}")
-    if not args.alert_id.strip():
+    decided = VERDICT_ALIASES.get(verdict)
+    if decided is None:
+        raise ConfigError(f"--verdict must be tp or fp, got {verdict!r}")
+    if not alert_id.strip():
         raise ConfigError("ALERT_ID must not be empty: the `id` of the alert's CloudEvent")
-    feedback = Feedback(args.alert_id.strip(), verdict, args.note)
+    feedback = Feedback(alert_id.strip(), decided, note)
     _need_cluster(settings, "feedback")
     _ensure(settings, settings.topics.feedback)
     _publish(settings, settings.topics.feedback, feedback.alert_id.encode(), feedback.to_json())
-    print(f"{verdict} on {feedback.alert_id} sent to {settings.topics.feedback}", file=out)
+    print(f"{decided} on {feedback.alert_id} sent to {settings.topics.feedback}", file=out)
     return 0

@@ -814,7 +814,7 @@ def build_targets(settings: Settings) -> list[Target]:
     return targets
 
 
-def forward_command(
+def forward(
     settings: Settings, metrics: Metrics, install_signals: Callable[[Forwarder], object]
 ) -> int:
     """Run the forwarder on the configured cluster until stopped."""

@@ -8,7 +8,6 @@ and type), or as JSON lines; ``--entity``, ``--severity`` and ``--type`` filter 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -20,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from alerting.settings import Settings
-from alerting.silences import SEVERITIES
 
 _COLOURS = {
     "critical": "\033[1;31m",  # bold red
@@ -127,51 +125,6 @@ def format_alert(cloudevent: dict[str, Any], color: bool = False) -> str:
     )
 
 
-def _choices(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
-    def parse(text: str) -> list[str]:
-        values = [v.strip().lower() for v in text.split(",") if v.strip()]
-        wrong = [v for v in values if v not in allowed]
-        if wrong or not values:
-            raise argparse.ArgumentTypeError(
-                f"{text!r}: expected one or more of {', '.join(allowed)} (comma-separated)"
-            )
-        return values
-
-    return parse
-
-
-def _regex(text: str) -> re.Pattern[str]:
-    try:
-        return re.compile(text)
-    except re.error as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression: {exc}") from None
-
-
-def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--entity``, ``--severity`` and ``--type`` of ``alerting tail``."""
-    parser.add_argument(
-        "--entity",
-        type=_regex,
-        metavar="REGEX",
-        help="only entities this regular expression matches (anywhere; anchor with ^…$)",
-    )
-    parser.add_argument(
-        "--severity",
-        type=_choices(SEVERITIES),
-        action="append",
-        metavar="warning|critical",
-        help="only these severities (repeatable or comma-separated); a resolved alert has "
-        "its episode's highest",
-    )
-    parser.add_argument(
-        "--type",
-        type=_choices(TYPES),
-        action="append",
-        metavar="firing|resolved|drift",
-        help="only these alert types (repeatable or comma-separated)",
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class AlertFilter:
     """Which alerts ``tail`` shows; an unset criterion lets everything through.
@@ -186,17 +139,6 @@ class AlertFilter:
     entity: re.Pattern[str] | None = None
     severities: frozenset[str] | None = None
     types: frozenset[str] | None = None
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> AlertFilter:
-        def flat(values: list[list[str]] | None) -> frozenset[str] | None:
-            return frozenset(v for group in values for v in group) if values else None
-
-        return cls(
-            getattr(args, "entity", None),
-            flat(getattr(args, "severity", None)),
-            flat(getattr(args, "type", None)),
-        )
 
     def matches(self, cloudevent: dict[str, Any]) -> bool:
         if self.types is not None and _kind(cloudevent) not in self.types:
@@ -268,20 +210,30 @@ def seek_to_high_watermark(consumer: Any, assigned: list[Any], wait_s: float = 5
             consumer.seek(tp, high)
 
 
-def tail_command(
+def tail(
     settings: Settings,
-    args: argparse.Namespace,
+    wanted: AlertFilter,
+    *,
+    as_json: bool = False,
+    from_beginning: bool = False,
+    max_alerts: int | None = None,
+    timeout_s: float | None = None,
+    color: bool | None = None,
     should_stop: Callable[[], bool] | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Print alerts until ``--max``, ``--timeout``, ``should_stop()`` or Ctrl+C."""
+    """Print the alerts ``wanted`` lets through until ``max_alerts``, ``timeout_s``,
+    ``should_stop()`` or Ctrl+C; 1 if the stream ended before ``max_alerts`` were shown.
+
+    ``color`` None colours when ``out`` is a terminal.
+    """
     from kafka import TopicPartition
 
     from consumers.kafka_port import consumer_for
 
     consumer = consumer_for(settings, group_id=None)
     topic = settings.topics.alerts
-    deadline = time.monotonic() + args.timeout if args.timeout else None
+    deadline = time.monotonic() + timeout_s if timeout_s else None
 
     def give_up() -> bool:
         return bool(deadline and time.monotonic() > deadline) or bool(should_stop and should_stop())
@@ -289,15 +241,14 @@ def tail_command(
     partitions = wait_for_partitions(consumer, topic, give_up)
     if partitions is None:
         consumer.close()
-        return 1 if args.max else 0
+        return 1 if max_alerts else 0
     assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(assigned)
-    if args.from_beginning:
+    if from_beginning:
         consumer.seek_to_beginning(*assigned)
     else:
         seek_to_high_watermark(consumer, assigned)
-    color = args.color if args.color is not None else out.isatty()
-    wanted = AlertFilter.from_args(args)
+    shown_in_color = color if color is not None else out.isatty()
     seen = 0
     try:
         while True:
@@ -307,12 +258,12 @@ def tail_command(
                 break
             for records in consumer.poll(timeout_ms=200).values():
                 for record in records:
-                    line = render(record.value, record.offset, wanted, args.json, color)
+                    line = render(record.value, record.offset, wanted, as_json, shown_in_color)
                     if line is None:
                         continue
                     out.write(line + "\n")
                     seen += 1
-                    if args.max is not None and seen >= args.max:
+                    if max_alerts is not None and seen >= max_alerts:
                         out.flush()
                         return 0
             out.flush()
@@ -324,4 +275,4 @@ def tail_command(
         return 0
     finally:
         consumer.close()
-    return 1 if args.max is not None and seen < args.max else 0
+    return 1 if max_alerts is not None and seen < max_alerts else 0

@@ -12,187 +12,113 @@ and its labels to ``DIR/labels.jsonl`` instead of publishing: no broker, no paci
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from alerting.errors import ConfigError
 from alerting.events import Event, encode
 from alerting.settings import Settings
 
-if TYPE_CHECKING:  # the CLI imports this module to build --help: keep it light
-    from producers.files import ColumnMapping, InvalidRow
+if TYPE_CHECKING:
+    from alerting.backtest import Skipped
+    from alerting.evaluation import Window
+    from producers.files import ColumnMapping, InvalidRow, Kind
     from producers.synthetic import Label
 
 log = logging.getLogger(__name__)
 
-# for --help only; the catalogue itself lives in producers.synthetic (numpy: not imported here)
-_ANOMALY_NAMES = (
-    "price_spike", "size_burst", "spread_blowout", "level_shift", "volatility_burst",
-    "flash_crash", "stale_feed", "fat_finger",
-)  # fmt: skip
+
+@dataclass(frozen=True)
+class ColumnFlags:
+    """How a recorded file's columns map onto events, as the column flags give it
+    (``replay FILE``, ``evaluate``); :meth:`mapping` checks the combination."""
+
+    kind_column: str | None = None
+    kind: Kind = "metric"
+    key_column: str | None = None
+    key: str | None = None
+    time_column: str = "timestamp"
+    #: comma-separated metric value columns; None: all numeric
+    value_columns: str | None = None
+
+    def mapping(self, label: str | None = None) -> ColumnMapping:
+        """The :class:`~producers.files.ColumnMapping`, with ``label`` as the truth.
+
+        Raises :class:`ValueError` naming the flag that fixes a bad combination.
+        """
+        from producers.files import ColumnMapping
+
+        return ColumnMapping(
+            kind=self.kind_column,
+            default_kind=self.kind,
+            key=self.key_column,
+            fixed_key=self.key,
+            time=self.time_column,
+            values=tuple(self.value_columns.split(",")) if self.value_columns else None,
+            label=label,
+        )
 
 
-def add_replay_arguments(p: argparse.ArgumentParser) -> None:
-    source = p.add_argument_group("what to replay")
-    source.add_argument("file", nargs="?", type=Path, help="a CSV or JSONL (.gz too) recording")
-    source.add_argument(
-        "--synthetic",
-        action="store_true",
-        help="generate a seeded synthetic market with injected anomalies",
-    )
-    syn = p.add_argument_group("synthetic market")
-    syn.add_argument("--symbols", type=int, default=5, help="number of symbols (default 5)")
-    syn.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    syn.add_argument(
-        "--count",
-        type=int,
-        default=10_000,
-        help="events to generate; 0 = until stopped (default 10000)",
-    )
-    syn.add_argument(
-        "--anomaly-rate",
-        type=float,
-        default=0.001,
-        help="probability an event is an injected anomaly (default 0.001)",
-    )
-    syn.add_argument(
-        "--anomalies",
-        default="default",
-        metavar="MIX",
-        help="anomaly types to inject: 'all', 'default' (price_spike, size_burst, "
-        "spread_blowout) or comma-separated NAME[:WEIGHT[:LOW-HIGH]], e.g. "
-        "level_shift,flash_crash:2; types: " + ", ".join(_ANOMALY_NAMES),
-    )
-    syn.add_argument(
-        "--intensity",
-        type=float,
-        default=1.0,
-        help="multiplies the strength of every anomaly (default 1: the catalogue's ranges)",
-    )
-    syn.add_argument(
-        "--style",
-        choices=("realistic", "classic"),
-        default="realistic",
-        help="realistic (default): fat-tailed returns with volatility clusters, an intraday "
-        "cycle, quote bursts, power-law sizes; classic: the light-tailed Gaussian walk",
-    )
-    syn.add_argument(
-        "--events-per-second",
-        type=float,
-        default=200.0,
-        help="event-time rate over all symbols (default 200)",
-    )
-    syn.add_argument(
-        "--start-now",
-        action="store_true",
-        help="event times start now instead of the fixed 2026-01-05T14:30:00Z (live demos)",
-    )
-    syn.add_argument(
-        "--labels", type=Path, help="write the injected anomalies (JSON lines) to this file"
-    )
-    syn.add_argument(
-        "--backfill",
-        type=int,
-        default=0,
-        metavar="N",
-        help="publish the first N events at once, then pace the rest; with --start-now the "
-        "stream starts N events' worth of event time before now, so the service starts with "
-        "a recent history (the demo: its thresholds are calibrated before the live part)",
-    )
-    syn.add_argument(
-        "--output",
-        type=Path,
-        metavar="DIR",
-        help="write the stream to DIR/events.jsonl and its labels to DIR/labels.jsonl "
-        "instead of publishing (no broker needed)",
-    )
-    add_column_arguments(p, "file columns")
-    pace = p.add_argument_group("pacing")
-    pace.add_argument(
-        "--speed",
-        type=float,
-        default=1.0,
-        help="event-time speed factor: 1 = real time (default), 10 = 10x faster",
-    )
-    pace.add_argument("--fast", action="store_true", help="as fast as possible, no pacing")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+@dataclass(frozen=True)
+class ReplayPlan:
+    """What to replay (a ``file`` or a ``synthetic`` market), how to pace it, where to."""
+
+    file: Path | None = None
+    synthetic: bool = False
+    symbols: int = 5
+    seed: int = 7
+    #: events to generate; 0: until stopped
+    count: int = 10_000
+    anomaly_rate: float = 0.001
+    anomalies: str = "default"
+    intensity: float = 1.0
+    style: Literal["realistic", "classic"] = "realistic"
+    events_per_second: float = 200.0
+    start_now: bool = False
+    labels: Path | None = None
+    #: events published at once before the pacing starts
+    backfill: int = 0
+    #: a folder to write the synthetic stream to instead of publishing it
+    output: Path | None = None
+    columns: ColumnFlags = field(default_factory=ColumnFlags)
+    speed: float = 1.0
+    fast: bool = False
+    progress: bool = True
 
 
-def add_column_arguments(p: argparse.ArgumentParser, title: str) -> None:
-    """The flags mapping a recorded file's columns onto events (``replay FILE``, ``evaluate``).
-
-    :func:`column_mapping` turns them into a :class:`~producers.files.ColumnMapping`.
-    """
-    cols = p.add_argument_group(title)
-    cols.add_argument("--kind-column", help="column holding the event kind")
-    cols.add_argument(
-        "--kind",
-        choices=["trade", "quote", "metric"],
-        default="metric",
-        help="event kind when there is no kind column (default metric)",
-    )
-    cols.add_argument("--key-column", help="column holding the entity key (symbol)")
-    cols.add_argument("--key", help="fixed entity key for a single-series file")
-    cols.add_argument(
-        "--time-column",
-        default="timestamp",
-        help="column holding the event time (default timestamp)",
-    )
-    cols.add_argument(
-        "--value-columns", help="comma-separated metric value columns (default: all numeric)"
-    )
-
-
-def column_mapping(args: argparse.Namespace, label: str | None = None) -> ColumnMapping:
-    """The mapping the :func:`add_column_arguments` flags give, with ``label`` as the truth.
-
-    Raises :class:`ValueError` naming the flag that fixes a bad combination.
-    """
-    from producers.files import ColumnMapping
-
-    return ColumnMapping(
-        kind=args.kind_column,
-        default_kind=args.kind,
-        key=args.key_column,
-        fixed_key=args.key,
-        time=args.time_column,
-        values=tuple(args.value_columns.split(",")) if args.value_columns else None,
-        label=label,
-    )
-
-
-def _start(args: argparse.Namespace) -> datetime | None:
+def _start(plan: ReplayPlan) -> datetime | None:
     """Now (``--start-now``), less the backfill's event time; else the fixed default."""
-    if not args.start_now:
+    if not plan.start_now:
         return None
-    return datetime.now(UTC) - timedelta(seconds=args.backfill / args.events_per_second)
+    return datetime.now(UTC) - timedelta(seconds=plan.backfill / plan.events_per_second)
 
 
-def _synthetic(args: argparse.Namespace, labels: list[Label]) -> Iterator[Event]:
+def _synthetic(plan: ReplayPlan, labels: list[Label]) -> Iterator[Event]:
     from producers.synthetic import SyntheticMarket, parse_anomalies
 
     try:
         market = SyntheticMarket(
-            symbols=args.symbols,
-            seed=args.seed,
-            anomaly_rate=args.anomaly_rate,
-            events_per_second=args.events_per_second,
-            start=_start(args),
-            anomalies=parse_anomalies(args.anomalies),
-            intensity=args.intensity,
-            style=args.style,
+            symbols=plan.symbols,
+            seed=plan.seed,
+            anomaly_rate=plan.anomaly_rate,
+            events_per_second=plan.events_per_second,
+            start=_start(plan),
+            anomalies=parse_anomalies(plan.anomalies),
+            intensity=plan.intensity,
+            style=plan.style,
         )
     except ValueError as exc:  # checked now, before anything connects to Kafka
         hint = (
             " (--anomalies, --intensity)" if str(exc).startswith(("anomalies", "intensity")) else ""
         )
         raise ConfigError(f"replay --synthetic: {exc}{hint}") from None
-    return _labelled(market.events(args.count or None), labels)
+    return _labelled(market.events(plan.count or None), labels)
 
 
 def _labelled(stream: Iterator[tuple[Event, Label | None]], labels: list[Label]) -> Iterator[Event]:
@@ -202,18 +128,18 @@ def _labelled(stream: Iterator[tuple[Event, Label | None]], labels: list[Label])
         yield event
 
 
-def _from_file(args: argparse.Namespace, skipped: list[InvalidRow]) -> Iterator[Event]:
+def _from_file(file: Path, columns: ColumnFlags, skipped: list[InvalidRow]) -> Iterator[Event]:
     from producers.files import read_events
 
     try:
-        mapping = column_mapping(args)
+        mapping = columns.mapping()
     except ValueError as exc:
-        raise ConfigError(f"replay {args.file}: {exc}") from None
+        raise ConfigError(f"replay {file}: {exc}") from None
     try:
-        rows = read_events(args.file, mapping)  # checks the header now, before any publishing
+        rows = read_events(file, mapping)  # checks the header now, before any publishing
     except ValueError as exc:
-        raise ConfigError(f"replay {args.file}: {exc}") from None
-    return _valid_rows(rows, args.file, skipped)
+        raise ConfigError(f"replay {file}: {exc}") from None
+    return _valid_rows(rows, file, skipped)
 
 
 def _by_index(label: Label) -> tuple[int, str]:
@@ -237,38 +163,45 @@ def _valid_rows(
         yield item
 
 
-def replay_command(settings: Settings, args: argparse.Namespace) -> int:
-    from alerting.cli import StopSignals
+def _check_sources(plan: ReplayPlan) -> None:
+    if bool(plan.synthetic) == bool(plan.file):
+        raise ConfigError("replay needs exactly one source: a FILE or --synthetic")
+    if plan.labels is not None and not plan.synthetic:
+        raise ConfigError("replay --labels writes the synthetic market's labels: add --synthetic")
+
+
+def replay(
+    settings: Settings, plan: ReplayPlan, install_stop: Callable[[], threading.Event]
+) -> int:
+    """Publish the plan's events to the events topic, paced; with ``plan.output``, write
+    them to files instead (:func:`write_synthetic`).
+
+    ``install_stop`` is called once the producer is open: it installs the signal handlers
+    and returns the event they set, which ends the replay.
+    """
     from alerting.progress import Progress
     from producers.files import count_rows
     from producers.pacing import Pacer
     from producers.synthetic import write_labels
 
-    if bool(args.synthetic) == bool(args.file):
-        raise ConfigError("replay needs exactly one source: a FILE or --synthetic")
-    if args.labels is not None and not args.synthetic:
-        raise ConfigError("replay --labels writes the synthetic market's labels: add --synthetic")
-    if args.output is not None:
-        if not args.synthetic:
-            raise ConfigError("replay --output writes a synthetic market to files: add --synthetic")
-        if not args.count:
-            raise ConfigError("replay --output needs a finite stream: pass --count N (N > 0)")
-        return _write_synthetic(args)
-    if args.file is not None and not args.file.exists():
-        raise ConfigError(f"replay: no such file {args.file}")
-    if not args.fast and not args.speed > 0:
+    _check_sources(plan)
+    if plan.output is not None:
+        return write_synthetic(plan)
+    if plan.file is not None and not plan.file.exists():
+        raise ConfigError(f"replay: no such file {plan.file}")
+    if not plan.fast and not plan.speed > 0:
         raise ConfigError("replay --speed must be positive (or use --fast)")
-    backfill = getattr(args, "backfill", 0)
+    backfill = plan.backfill
     if backfill < 0:
         raise ConfigError(f"replay --backfill must be at least 0, got {backfill}")
     labels: list[Label] = []
     skipped: list[InvalidRow] = []
-    if args.synthetic:
-        events = _synthetic(args, labels)
-        total = args.count or None
+    if plan.file is None:
+        events = _synthetic(plan, labels)
+        total = plan.count or None
     else:
-        events = _from_file(args, skipped)
-        total = count_rows(args.file)
+        events = _from_file(plan.file, plan.columns, skipped)
+        total = count_rows(plan.file)
     from consumers.kafka_port import producer_for
     from producers.topics import ensure_topics
 
@@ -276,15 +209,15 @@ def replay_command(settings: Settings, args: argparse.Namespace) -> int:
         ensure_topics(settings)
     topic = settings.topics.events
     producer = producer_for(settings)
-    pacer = Pacer(None if args.fast else args.speed)
-    stop = StopSignals().install()
+    pacer = Pacer(None if plan.fast else plan.speed)
+    stop = install_stop()
     sent = 0
     errors: list[BaseException] = []
-    progress = Progress(total, f"replay → {topic}", enabled=not args.no_progress)
+    progress = Progress(total, f"replay → {topic}", enabled=plan.progress)
     try:
         with progress:
             for event in events:
-                if stop.event.is_set():
+                if stop.is_set():
                     break
                 if sent >= backfill:  # the backfill goes at once, the rest is paced
                     pacer.wait_until_due(event.timestamp)
@@ -298,25 +231,33 @@ def replay_command(settings: Settings, args: argparse.Namespace) -> int:
         producer.flush(timeout=60)
     finally:
         producer.close(timeout=10)
-        if args.labels is not None and args.synthetic:
-            write_labels(args.labels, sorted(labels, key=_by_index))
+        if plan.labels is not None and plan.synthetic:
+            write_labels(plan.labels, sorted(labels, key=_by_index))
     if errors:
         print(f"alerting replay: publishing failed: {errors[0]}", file=sys.stderr)
         return 1
     extra = f", {len(skipped)} invalid rows skipped" if skipped else ""
-    extra += f", {len(labels)} anomalies labelled in {args.labels}" if args.labels else ""
+    extra += f", {len(labels)} anomalies labelled in {plan.labels}" if plan.labels else ""
     log.info("replayed %d events to %s%s", sent, topic, extra)
     return 0
 
 
-def _write_synthetic(args: argparse.Namespace) -> int:
+def write_synthetic(plan: ReplayPlan) -> int:
     """``replay --synthetic --output DIR``: the stream and its labels to files, unpaced."""
     from alerting.progress import Progress
     from producers.synthetic import write_labels
 
+    folder = plan.output
+    if folder is None:
+        raise ValueError("write_synthetic needs plan.output, the folder to write to")
+    _check_sources(plan)
+    if not plan.synthetic:
+        raise ConfigError("replay --output writes a synthetic market to files: add --synthetic")
+    if not plan.count:
+        raise ConfigError("replay --output needs a finite stream: pass --count N (N > 0)")
+
     labels: list[Label] = []
-    events = _synthetic(args, labels)  # validates the market before touching the disk
-    folder: Path = args.output
+    events = _synthetic(plan, labels)  # validates the market before touching the disk
     try:
         folder.mkdir(parents=True, exist_ok=True)
         events_path = folder / "events.jsonl"
@@ -324,7 +265,7 @@ def _write_synthetic(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"replay --output {folder}: cannot write there: {exc}") from None
     written = 0
-    progress = Progress(args.count, f"replay → {events_path}", enabled=not args.no_progress)
+    progress = Progress(plan.count, f"replay → {events_path}", enabled=plan.progress)
     with out, progress:  # no pacing, no broker; Ctrl+C leaves a partial file and no labels
         for event in events:
             out.write(encode(event))
@@ -333,8 +274,8 @@ def _write_synthetic(args: argparse.Namespace) -> int:
             progress.update()
     labels.sort(key=_by_index)
     write_labels(folder / "labels.jsonl", labels)
-    if args.labels is not None:
-        write_labels(args.labels, labels)
+    if plan.labels is not None:
+        write_labels(plan.labels, labels)
     log.info(
         "wrote %d events to %s and %d labels to %s",
         written,
@@ -343,3 +284,68 @@ def _write_synthetic(args: argparse.Namespace) -> int:
         folder / "labels.jsonl",
     )
     return 0
+
+
+class LabelledFile:
+    """A recorded file as ``alerting evaluate`` reads it (a
+    :class:`~alerting.backtest.Recording`): its events as replay reads them, and the truth
+    its label column holds.
+
+    Raises :class:`ConfigError` naming the file when the column flags do not fit together.
+    """
+
+    def __init__(self, path: Path, columns: ColumnFlags, label_column: str | None = None) -> None:
+        try:
+            self.mapping = columns.mapping(label=label_column)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        self.path = path
+
+    def count(self) -> int:
+        from producers.files import count_rows
+
+        return count_rows(self.path)
+
+    def events(self, skipped: list[Skipped]) -> Iterator[Event]:
+        """The valid events; invalid rows are collected in ``skipped`` (as replay skips them)."""
+        return valid_events(self.path, self.mapping, skipped)
+
+    def windows_from_column(self) -> dict[str, list[Window]]:
+        return windows_from_column(self.path, self.mapping)
+
+
+def _rows(path: Path, mapping: ColumnMapping) -> Iterator[tuple[Event | InvalidRow, object]]:
+    """The file's rows, each with its label cell (:func:`producers.files.read_labelled_events`)."""
+    from producers.files import read_labelled_events
+
+    try:
+        return read_labelled_events(path, mapping)  # checks the header now
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def valid_events(path: Path, mapping: ColumnMapping, skipped: list[Skipped]) -> Iterator[Event]:
+    """The file's events; invalid rows are collected in ``skipped`` (as replay skips them)."""
+    from producers.files import InvalidRow
+
+    for item, _ in _rows(path, mapping):
+        if isinstance(item, InvalidRow):
+            skipped.append(item)
+            continue
+        yield item
+
+
+def windows_from_column(path: Path, mapping: ColumnMapping) -> dict[str, list[Window]]:
+    """Windows from the label column: consecutive anomalous events of an entity form one."""
+    from alerting.backtest import truthy
+    from alerting.evaluation import windows_from_flags
+    from producers.files import InvalidRow
+
+    assert mapping.label is not None
+    flags: dict[str, list[tuple[float, bool]]] = {}
+    for number, (item, cell) in enumerate(_rows(path, mapping), 1):
+        if isinstance(item, InvalidRow):
+            continue
+        where = f"{path.name} row {number}, column {mapping.label!r}"
+        flags.setdefault(item.entity, []).append((item.timestamp, truthy(cell, where)))
+    return windows_from_flags(flags)

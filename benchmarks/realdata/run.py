@@ -45,9 +45,9 @@ from pathlib import Path
 from typing import Any
 
 from alerting.alerts import DRIFT, FIRING
-from alerting.cli import build_processor
 from alerting.evaluation import PROFILES, nab_raw
 from alerting.settings import load_settings
+from alerting.wiring import build_processor
 from producers.corpus import Series, load_all
 
 #: the issue's targets

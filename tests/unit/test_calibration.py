@@ -17,10 +17,10 @@ from collections.abc import Callable
 import pytest
 
 from alerting.alerts import FIRING
-from alerting.cli import build_processor
 from alerting.detectors import REGISTRY
 from alerting.settings import load_settings
 from alerting.thresholds import _P2, FeatureTails, TailThreshold
+from alerting.wiring import build_processor
 from producers.synthetic import SyntheticMarket
 
 Draw = Callable[[random.Random], float]

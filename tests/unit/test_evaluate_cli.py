@@ -242,8 +242,8 @@ def test_alerts_are_those_of_the_service_code_path(
     from collections import Counter
 
     from alerting.alerts import FIRING
-    from alerting.cli import build_processor
     from alerting.settings import load_settings
+    from alerting.wiring import build_processor
     from producers.files import read_events
 
     data, labels, _ = market
@@ -260,9 +260,9 @@ def test_alerts_are_those_of_the_service_code_path(
 
 
 def test_label_column_stays_aligned_past_invalid_and_blank_rows(tmp_path: Path) -> None:
-    from alerting.backtest import windows_from_column
     from alerting.evaluation import Window
     from producers.files import ColumnMapping
+    from producers.replay import windows_from_column
 
     data = tmp_path / "m.csv"
     data.write_text(

@@ -14,7 +14,6 @@ from fakes import FakePort
 from prometheus_client import CollectorRegistry
 
 from alerting.alerts import FIRING, RESOLVED
-from alerting.cli import build_processor
 from alerting.errors import InvalidFeedback
 from alerting.events import Event, Metric
 from alerting.feedback import (
@@ -31,6 +30,7 @@ from alerting.metrics import Metrics
 from alerting.processor import Processor
 from alerting.settings import load_settings
 from alerting.silences import Silence, new_silence
+from alerting.wiring import build_processor
 from consumers.control import AlertControl
 from consumers.runner import LoopConfig, Service
 

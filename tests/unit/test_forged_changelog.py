@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from alerting.alerts import SourcePosition
-from alerting.cli import build_processor
 from alerting.events import Metric
 from alerting.processor import Processor
 from alerting.settings import Settings
 from alerting.state import MAGIC, SnapshotCodec
+from alerting.wiring import build_processor
 
 KEY = "a changelog signing key for the tests"
 OTHER_KEY = b"somebody else's signing key, 32b"

@@ -101,6 +101,7 @@ def test_the_silence_and_feedback_commands_run_up_to_the_broker(
     """The README's ``silence`` and ``feedback`` commands, run with a fake producer: the
     records they would write are valid, and say what the flags say. Writing to and
     reading from a real cluster is what tests/integration/test_silences_feedback.py does."""
+    import alerting.cli.control
     import consumers.control
     import consumers.kafka_port
     from alerting.feedback import VERDICT_ALIASES, Feedback, parse_feedback
@@ -128,9 +129,9 @@ def test_the_silence_and_feedback_commands_run_up_to_the_broker(
         out = io.StringIO()
         before = len(producer.sent)
         if argv[0] == "silence":
-            assert consumers.control.silence_command(settings, args, out, clock=lambda: now) == 0
+            assert alerting.cli.control.silence(settings, args, out, clock=lambda: now) == 0
         else:
-            assert consumers.control.feedback_command(settings, args, out) == 0
+            assert alerting.cli.control.feedback(settings, args, out) == 0
         sent = producer.sent[before:]
         if argv[:2] == ["silence", "add"]:
             ((where, key, value),) = sent
@@ -190,7 +191,7 @@ def test_event_samples_decode() -> None:
 def _real_firing_and_resolved() -> tuple[dict[str, object], dict[str, object]]:
     """A firing alert and the resolved one of its episode, from the processor as built."""
     from alerting.alerts import RESOLVED
-    from alerting.cli import build_processor
+    from alerting.wiring import build_processor
     from producers.synthetic import SyntheticMarket
 
     processor = build_processor(load_settings())
@@ -220,8 +221,8 @@ def test_alert_samples_have_the_shape_the_service_publishes() -> None:
 
 
 def test_the_worked_policy_example_is_what_the_policy_does() -> None:
-    from alerting.cli import build_processor
     from alerting.policy import PolicyState
+    from alerting.wiring import build_processor
 
     section = README[README.index("Worked example, default settings") :]
     rows = re.findall(r"^\| (\d+) \| ([\d.]+) \| ([a-z_: ]*?) ?\|$", section, flags=re.M)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import alerting.cli
+import alerting.cli.replay
 from alerting.cli import build_parser, main
+from alerting.cli.replay import replay_plan
 from alerting.events import Event
 from producers import replay
 from producers.files import InvalidRow, read_events
@@ -26,7 +27,7 @@ def no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: object) -> Iterator[None]:
         raise AssertionError("replay --output started or asked for a broker")
 
-    monkeypatch.setattr(alerting.cli, "kafka_cluster", refuse)
+    monkeypatch.setattr(alerting.cli.replay, "kafka_cluster", refuse)
 
 
 def test_the_files_read_back_as_the_generated_stream_and_labels(
@@ -46,9 +47,10 @@ def test_the_files_read_back_as_the_generated_stream_and_labels(
     assert {label.anomaly for label in expected_labels} == {a.name for a in ANOMALY_TYPES}
 
     # the file reader that `alerting replay FILE` uses, with replay's own defaults
-    args = build_parser().parse_args(["replay", str(out / "events.jsonl")])
+    plan = replay_plan(build_parser().parse_args(["replay", str(out / "events.jsonl")]))
     skipped: list[InvalidRow] = []
-    assert list(replay._from_file(args, skipped)) == expected_events
+    assert plan.file is not None
+    assert list(replay._from_file(plan.file, plan.columns, skipped)) == expected_events
     assert skipped == []
     assert list(read_events(out / "events.jsonl")) == expected_events
     assert read_labels(out / "labels.jsonl") == expected_labels
@@ -109,4 +111,4 @@ def test_an_unwritable_output_names_the_flag(
 
 
 def test_the_help_lists_the_whole_catalogue() -> None:
-    assert tuple(a.name for a in ANOMALY_TYPES) == replay._ANOMALY_NAMES
+    assert tuple(a.name for a in ANOMALY_TYPES) == alerting.cli.replay._ANOMALY_NAMES

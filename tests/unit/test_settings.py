@@ -243,7 +243,7 @@ def test_the_units_check_their_settings_and_the_error_names_the_settings(
 
 
 def test_every_policy_setting_reaches_the_policy() -> None:
-    from alerting.cli import build_processor
+    from alerting.wiring import build_processor
 
     values = {"warning_factor": 1.5, "critical_factor": 2.5, "clear_factor": 0.5,
               "for_events": 3, "repeat_after": 42.0, "resolve_after": 7.0,

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from alerting.cli import _with_bootstrap, main
+from alerting.cli import main
 from alerting.errors import ConfigError
 from alerting.settings import load_settings
+from alerting.wiring import _with_bootstrap
 
 SECRET = "s3cret-signing-key-never-shown"
 
@@ -54,7 +55,7 @@ def test_the_key_is_masked_in_alerting_config(
 def test_a_trusted_changelog_needs_no_key_and_a_key_is_used_as_given(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from alerting.cli import build_processor, require_signing_key
+    from alerting.wiring import build_processor, require_signing_key
 
     monkeypatch.setenv("ALERTING__STATE__TRUST_CHANGELOG", "true")
     require_signing_key(load_settings())  # no error

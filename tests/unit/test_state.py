@@ -1136,9 +1136,9 @@ def test_a_state_file_of_the_older_layout_is_replaced(tmp_path: Path) -> None:
 
 
 def test_retention_setting_defaults_to_a_week_validates_and_reaches_the_store() -> None:
-    from alerting.cli import build_processor
     from alerting.errors import ConfigError
     from alerting.settings import load_settings
+    from alerting.wiring import build_processor
 
     settings = load_settings()
     assert settings.state.retention_s == 7 * 86400.0

@@ -13,6 +13,7 @@ import pytest
 
 from alerting.alerts import DRIFT, FIRING, RESOLVED
 from alerting.cli import build_parser
+from alerting.cli.tail import alert_filter
 from consumers.subscriber import AlertFilter, format_alert, format_duration, render
 
 RED, YELLOW, GREEN, CYAN, RESET = "\033[1;31m", "\033[33m", "\033[32m", "\033[36m", "\033[0m"
@@ -122,11 +123,11 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def test_types_and_severities_are_repeatable_or_comma_separated() -> None:
-    f = AlertFilter.from_args(parse("--type", "firing,resolved", "--type", "drift"))
+    f = alert_filter(parse("--type", "firing,resolved", "--type", "drift"))
     assert f.types == frozenset({"firing", "resolved", "drift"})
-    f = AlertFilter.from_args(parse("--severity", "critical"))
+    f = alert_filter(parse("--severity", "critical"))
     assert f.severities == frozenset({"critical"}) and f.types is None and f.entity is None
-    assert not AlertFilter.from_args(parse()).active
+    assert not alert_filter(parse()).active
 
 
 @pytest.mark.parametrize(
@@ -167,7 +168,7 @@ def test_filters_against_a_brute_force_reference() -> None:
             argv += ["--severity", severities]
         if entity:
             argv += ["--entity", entity]
-        f = AlertFilter.from_args(parse(*argv))
+        f = alert_filter(parse(*argv))
         for ce in alerts:
             expected = (
                 (types is None or ce["type"].rsplit(".", 1)[1] in types.split(","))
@@ -178,7 +179,7 @@ def test_filters_against_a_brute_force_reference() -> None:
 
 
 def test_render_applies_the_filter_to_text_and_json() -> None:
-    wanted = AlertFilter.from_args(parse("--type", "resolved"))
+    wanted = alert_filter(parse("--type", "resolved"))
     firing_value = json.dumps(alert()).encode()
     resolved_value = json.dumps(alert(RESOLVED, duration_s=2.0)).encode()
     assert render(firing_value, 1, wanted, as_json=False, color=False) is None
@@ -192,14 +193,12 @@ def test_an_unreadable_record_shows_only_without_filters() -> None:
     everything = AlertFilter()
     assert render(b"garbage", 7, everything, False, False) == "(unreadable alert at offset 7)"
     assert render(b"garbage", 7, everything, True, False) == "garbage"
-    assert (
-        render(b"garbage", 7, AlertFilter.from_args(parse("--type", "drift")), False, False) is None
-    )
+    assert render(b"garbage", 7, alert_filter(parse("--type", "drift")), False, False) is None
 
 
 def test_demo_tail_arguments_still_work_without_filters() -> None:
-    # cmd_demo builds its own Namespace without the filter flags
+    # a Namespace without the filter flags (as the demo's tail once had) filters nothing
     demo_args = argparse.Namespace(
         json=False, from_beginning=True, max=None, timeout=None, color=None
     )
-    assert not AlertFilter.from_args(demo_args).active
+    assert not alert_filter(demo_args).active
