@@ -352,21 +352,18 @@ class Processor:
             details["tail_probability"] = verdict.tail_probability
         if verdict.feature is not None:
             details["decided_by"] = verdict.feature
-        alert = Alert(
-            type=FIRING,
-            entity=event.entity,
-            time=event.time,
-            score=verdict.score,
-            threshold=verdict.threshold,
-            severity=severity,
-            detector=model.name,
-            model_version=self.model_version,
-            features=x,
-            contributions=contributions,
-            summary=summarize(event, explanation["summary"]),
-            source=source,
-            kind=event.kind,
-            details=details,
+        alert = self._alert(
+            FIRING,
+            event,
+            x,
+            source,
+            verdict.score,
+            verdict.threshold,
+            severity,
+            model.name,
+            summarize(event, explanation["summary"]),
+            details,
+            contributions,
         )
         if notification == "new":
             episode.firing_id = details["firing_id"] = alert.id
@@ -385,27 +382,56 @@ class Processor:
         assert episode is not None and decision.severity is not None
         duration = round(event.timestamp - episode.started_at, 6)  # event times are in µs
         started = rfc3339_seconds(episode.started_at)
-        return Alert(
-            type=RESOLVED,
-            entity=event.entity,
-            time=event.time,
-            score=verdict.score,
-            threshold=verdict.threshold,
-            severity=decision.severity,
-            detector=self.template.name,
-            model_version=self.model_version,
-            features=x,
-            contributions={},
-            summary=f"{event.entity} {event.kind} back to normal after {duration:.3g}s "
+        return self._alert(
+            RESOLVED,
+            event,
+            x,
+            source,
+            verdict.score,
+            verdict.threshold,
+            decision.severity,
+            self.template.name,
+            f"{event.entity} {event.kind} back to normal after {duration:.3g}s "
             f"(since {started}, {decision.severity}) [resolved]",
-            source=source,
-            kind=event.kind,
-            details={
+            {
                 "status": "resolved",
                 "firing_id": episode.firing_id,
                 "started_at": started,
                 "duration_s": duration,
             },
+        )
+
+    def _alert(
+        self,
+        type: str,
+        event: Event,
+        x: dict[str, float],
+        source: SourcePosition | None,
+        score: float,
+        threshold: float,
+        severity: str,
+        detector: str,
+        summary: str,
+        details: dict[str, Any],
+        contributions: dict[str, float] | None = None,
+    ) -> Alert:
+        """The CloudEvent of ``type`` about ``event`` (its entity, time and kind, the
+        features ``x``, the source position), from this processor's model version."""
+        return Alert(
+            type=type,
+            entity=event.entity,
+            time=event.time,
+            score=score,
+            threshold=threshold,
+            severity=severity,
+            detector=detector,
+            model_version=self.model_version,
+            features=x,
+            contributions={} if contributions is None else contributions,
+            summary=summary,
+            source=source,
+            kind=event.kind,
+            details=details,
         )
 
     def apply_penalty(
@@ -481,22 +507,18 @@ class Processor:
         elif self.drift_action == "challenger" and state.challenger is None:
             state.challenger = Challenger(self.template.clone())
             self.challengers["started"] += 1
-        return Alert(
-            type=DRIFT,
-            entity=event.entity,
-            time=event.time,
-            score=first.after,
-            threshold=first.before,
-            severity="warning",
-            detector=state.model.name,
-            model_version=self.model_version,
-            features=x,
-            contributions={},
-            summary=f"{event.entity} drift ({detector}): {what}"
+        return self._alert(
+            DRIFT,
+            event,
+            x,
+            source,
+            first.after,
+            first.before,
+            "warning",
+            state.model.name,
+            f"{event.entity} drift ({detector}): {what}"
             + ("; model reset, back through warm-up" if reset else ""),
-            source=source,
-            kind=event.kind,
-            details={
+            {
                 "drift": {
                     "detector": detector,
                     "action": self.drift_action,
