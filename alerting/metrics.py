@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 from alerting import __version__
 
 if TYPE_CHECKING:
-    from alerting.processor import ProcessorStats
+    from alerting.processor import Processor, ProcessorStats
 
 #: 1 ms to 30 s, roughly ×2.5 apart
 LATENCY_BUCKETS = (
@@ -472,6 +472,17 @@ class Metrics:
         )
         for labels in _every(detector=(detector,), severity=SEVERITIES, verdict=VERDICTS):
             self.feedback.labels(**labels)
+
+    def follow(self, processor: Processor, model_bytes: int) -> None:
+        """Read the gauges ``processor`` decides at scrape time: live models, their memory
+        (``model_bytes`` per live model, a start-time estimate), entities in warm-up and
+        the newest event time. Each is one read of a number, safe from the scrape thread
+        while the loop runs."""
+        store = processor.store
+        self.live_models.set_function(lambda: store.live)
+        self.model_memory.set_function(lambda: store.live * model_bytes)
+        self.warming_up.set_function(lambda: processor.warming_up)
+        self.last_event_timestamp.set_function(lambda: processor.newest_timestamp)
 
     def count(self, stats: ProcessorStats) -> None:
         """Add what the processor counted (:meth:`Processor.drain`) to the counters."""
