@@ -202,7 +202,7 @@ def replay(run: Run, events: Iterator[Event], total: int | None, progress: bool)
             if track is None:
                 track = tracks[entity] = Track()
             t0 = clock()
-            outcome = process(event)
+            outcome = process(event, with_threshold=True)
             busy += clock() - t0
             fired = 0
             for alert in outcome.alerts:

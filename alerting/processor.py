@@ -20,7 +20,8 @@ learned twice and decisions stay identical to an uninterrupted run.
 ...                                        time=i)).alerts]
 >>> alerts
 []
->>> outcome = proc.process(Metric(entity="cpu", values={"load": 9.0}, time=41))
+>>> outcome = proc.process(Metric(entity="cpu", values={"load": 9.0}, time=41),
+...                        with_threshold=True)
 >>> [a.severity for a in outcome.alerts], outcome.breached, outcome.threshold
 (['critical'], True, 6.0)
 >>> proc.drain().processed
@@ -61,9 +62,9 @@ class Outcome:
     """What :meth:`Processor.process` decided for one event.
 
     ``score`` and ``ratio`` are NaN for an event that was not decided (in warm-up, or
-    skipped as already in the restored snapshot); ``threshold`` is the entity's threshold
-    on the detector's scale as the event met it (NaN if skipped, +inf before the threshold
-    has one).
+    skipped as already in the restored snapshot); ``threshold``, when asked for, is the
+    entity's threshold on the detector's scale as the event met it (+inf before the
+    threshold has one; NaN if skipped or not asked for).
     """
 
     __slots__ = ("alerts", "ratio", "score", "threshold")
@@ -281,9 +282,13 @@ class Processor:
         """Per-batch housekeeping: move out entities idle past the TTL (event time)."""
         self.store.expire(self.newest_timestamp)
 
-    def process(self, event: Event, source: SourcePosition | None = None) -> Outcome:
+    def process(
+        self, event: Event, source: SourcePosition | None = None, *, with_threshold: bool = False
+    ) -> Outcome:
         """Score, decide and learn for one event; what it decided, with the alerts it
-        causes (usually none)."""
+        causes (usually none). The outcome's threshold is read only ``with_threshold``
+        (else NaN): a per-feature threshold takes microseconds to compute, as long as the
+        rest of the event's work, and only the back-test's charts show it."""
         timestamp = event.timestamp
         if timestamp > self.newest_timestamp:
             self.newest_timestamp = timestamp
@@ -310,7 +315,8 @@ class Processor:
         stats.processed[kind] += 1
         cadence = self.policy.observe(state.policy, kind, timestamp)
         calibrator = state.threshold
-        shown = calibrator.value()  # on the detector's scale, before learning this score
+        # on the detector's scale, before this event is learned
+        shown = calibrator.value() if with_threshold else _NAN
         if state.seen <= self.warmup:
             model.learn_one(x)
             state.stats.update(x)
@@ -333,8 +339,9 @@ class Processor:
             # every entity's first judged events look like a drift
             signal = min(decided, level) if judging else None
         else:
-            decided, level = score, shown
-            signal = min(score, shown)
+            threshold = shown if with_threshold else calibrator.value()
+            decided, level = score, threshold
+            signal = min(score, threshold)
         # the drift signal is clipped at the threshold: anomalies are alerts, drift is a
         # lasting change of the ordinary scores (one huge score would move ADWIN's mean)
         drifted = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections import OrderedDict
@@ -161,6 +162,47 @@ def test_no_alert_during_warm_up_even_on_a_spike() -> None:
     assert proc.warming_up == 0
     alerts = proc.process(Metric(entity="cpu", values={"load": 1e7}, time=10)).alerts
     assert len(alerts) == 1
+
+
+def test_the_outcome_says_what_the_event_decided() -> None:
+    proc = zscore_processor(warmup=3)
+    events = load_events("cpu", 3)
+    for event in events:
+        warming = proc.process(event, with_threshold=True)
+        assert (warming.decided, warming.breached, warming.alerts) == (False, False, ())
+        assert math.isnan(warming.score) and warming.threshold == 6.0
+    calm = proc.process(load_events("cpu", 1, start=3)[0])
+    assert calm.decided and not calm.breached and calm.alerts == ()
+    assert calm.ratio == pytest.approx(calm.score / 6.0)
+    assert math.isnan(calm.threshold)  # not asked for
+    assert proc.stats.score_ratios == [calm.ratio]
+    spike = proc.process(Metric(entity="cpu", values={"load": 1e6}, time=4), with_threshold=True)
+    assert spike.breached and spike.threshold == 6.0 and spike.score >= 6.0
+    assert [a.type for a in spike.alerts] == [FIRING]
+
+
+def test_a_skipped_event_decides_nothing() -> None:
+    first = zscore_processor(warmup=2)
+    for i, event in enumerate(load_events("cpu", 4)):
+        first.process(event, SourcePosition("market.events", 0, i))
+    second = zscore_processor(warmup=2)
+    for entity, partition, blob in first.store.snapshots():
+        second.store.restore(entity, partition, blob)
+    again = second.process(load_events("cpu", 1, start=3)[0], SourcePosition("market.events", 0, 3))
+    assert again.alerts == () and not again.decided
+    assert second.stats.skipped == 1 and second.drain().skipped == 1
+    assert second.stats.skipped == 0
+
+
+def test_drain_hands_over_the_counts_and_the_stores() -> None:
+    proc = zscore_processor(warmup=1, max_entities=1)
+    proc.process(load_events("a", 1)[0])
+    proc.process(load_events("b", 1)[0])  # moves a out
+    drained = proc.drain()
+    assert drained.processed == {"metric": 2} and drained.evictions == 1
+    assert proc.stats.processed == {} and proc.store.evictions == 0
+    again = proc.drain()
+    assert (again.processed, again.evictions, again.refused) == ({}, 0, {})
 
 
 def test_warming_up_counts_down_as_entities_pass_warm_up() -> None:

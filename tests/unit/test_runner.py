@@ -193,10 +193,12 @@ def test_each_invalid_reason_is_counted(raw: bytes | None, reason: str) -> None:
 class ExplodingProcessor(Processor):
     """A processor with a bug that shows for one entity."""
 
-    def process(self, event: Event, source: SourcePosition | None = None) -> Outcome:
+    def process(
+        self, event: Event, source: SourcePosition | None = None, *, with_threshold: bool = False
+    ) -> Outcome:
         if event.entity == "boom":
             raise ZeroDivisionError("a bug in a detector")
-        return super().process(event, source)
+        return super().process(event, source, with_threshold=with_threshold)
 
 
 def test_a_processing_error_dead_letters_the_record_and_the_loop_goes_on() -> None:
