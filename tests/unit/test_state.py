@@ -886,7 +886,8 @@ def test_a_refusal_reason_is_logged_once_even_across_metric_drains(
             blob = theirs.encode(EntityState(RollingZScore()))
             assert store.restore(f"e{batch}-{i}", 0, blob) is False
         assert store.refused == {"config_mismatch": 2}
-        store.refused.clear()  # what the service does once per batch
+        assert store.drain() == (0, {"config_mismatch": 2})  # the service, once per batch
+        assert store.refused == {}
     refusals = [r for r in caplog.records if "refused" in r.getMessage()]
     assert len(refusals) == 1
 
