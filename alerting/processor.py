@@ -99,7 +99,8 @@ class Outcome:
 
 class ProcessorStats:
     """What the processor counted since the last :meth:`Processor.drain`: the service
-    turns it into metrics once per batch, the back-test into its figures.
+    adds it to its metrics once per batch (:meth:`alerting.metrics.Metrics.count`); the
+    back-test drains it too, so that nothing grows with the file.
 
     ``evictions`` and ``refused`` are the entity store's, filled in by the drain.
     """
