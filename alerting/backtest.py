@@ -117,8 +117,6 @@ def replay(run: Run, events: Iterator[Event], total: int | None, progress: bool)
     run.model_version = processor.model_version
     seed = processor.template.params().get("seed")
     run.seed = seed if isinstance(seed, int) else None
-    store = processor.store
-    ratios: list[float] | None = getattr(processor, "score_ratios", None)
     tracks = run.tracks
     nan = math.nan
     process = processor.process
@@ -131,38 +129,30 @@ def replay(run: Run, events: Iterator[Event], total: int | None, progress: bool)
             track = tracks.get(entity)
             if track is None:
                 track = tracks[entity] = Track()
-            # the threshold this event is judged against; getting the state first is what
-            # process() does itself, so decisions are unchanged
-            threshold = store.get(entity, -1, event.timestamp).threshold.value()
             t0 = clock()
-            alerts = process(event)
+            outcome = process(event, with_threshold=True)
             busy += clock() - t0
             fired = 0
-            for alert in alerts:
+            for alert in outcome.alerts:
                 if alert.type == FIRING:
                     fired += 1
                 elif alert.type == RESOLVED:
                     run.resolved += 1
                 elif alert.type == DRIFT:
                     run.drift += 1
-            score = nan
-            flag = 0
-            if ratios:
-                # the processor appends score ÷ threshold (on its decision's scale) for every
-                # decided event, and keeps that event's score
-                flag = ratios[-1] >= 1.0
-                score = processor.last_score
-                ratios.clear()
+            threshold = outcome.threshold
             name, value = chart_value(event)
             track.times.append(event.timestamp)
             track.alerts.append(fired)
-            track.scores.append(score)
+            track.scores.append(outcome.score)
             track.thresholds.append(threshold if math.isfinite(threshold) else nan)
             track.values.append(value)
-            track.flags.append(flag)
+            track.flags.append(outcome.breached)
             track.value_name = track.value_name or name
             run.events += 1
             bar.update()
+            if run.events % 2000 == 0:
+                processor.drain()  # the counts are not kept: nothing grows with the file
     run.wall_s = clock() - started
     run.process_s = busy
 

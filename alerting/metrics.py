@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -28,6 +29,9 @@ from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from alerting import __version__
+
+if TYPE_CHECKING:
+    from alerting.processor import Processor, ProcessorStats
 
 #: 1 ms to 30 s, roughly ×2.5 apart
 LATENCY_BUCKETS = (
@@ -468,6 +472,37 @@ class Metrics:
         )
         for labels in _every(detector=(detector,), severity=SEVERITIES, verdict=VERDICTS):
             self.feedback.labels(**labels)
+
+    def follow(self, processor: Processor, model_bytes: int) -> None:
+        """Read the gauges ``processor`` decides at scrape time: live models, their memory
+        (``model_bytes`` per live model, a start-time estimate), entities in warm-up and
+        the newest event time. Each is one read of a number, safe from the scrape thread
+        while the loop runs."""
+        store = processor.store
+        self.live_models.set_function(lambda: store.live)
+        self.model_memory.set_function(lambda: store.live * model_bytes)
+        self.warming_up.set_function(lambda: processor.warming_up)
+        self.last_event_timestamp.set_function(lambda: processor.newest_timestamp)
+
+    def count(self, stats: ProcessorStats) -> None:
+        """Add what the processor counted (:meth:`Processor.drain`) to the counters."""
+        self.score_ratio.observe_many(stats.score_ratios)
+        if stats.skipped:
+            self.events_skipped.inc(stats.skipped)
+        for (detector, signal), n in stats.drifts.items():
+            self.drift_detections.labels(detector=detector, signal=signal).inc(n)
+        if stats.resets:
+            self.models_reset.inc(stats.resets)
+        for outcome, n in stats.challengers.items():
+            self.challengers.labels(outcome=outcome).inc(n)
+        for reason, n in stats.refused.items():
+            self.snapshots_refused.labels(reason=reason).inc(n)
+        for kind, n in stats.processed.items():
+            self.events_processed.labels(kind=kind).inc(n)
+        for reason, n in stats.suppressed.items():
+            self.alerts_suppressed.labels(reason=reason).inc(n)
+        if stats.evictions:
+            self.evictions.inc(stats.evictions)
 
     def serve(self, host: str, port: int) -> int:
         """Serve ``/metrics`` over HTTP in a daemon thread; return the bound port."""

@@ -1,4 +1,4 @@
-"""The processor: ``process(event) -> alerts``, synchronous, no I/O.
+"""The processor: ``process(event) -> outcome`` (its decision and alerts), synchronous, no I/O.
 
 For each event: find the entity's state (live, brought back from the cold store, or
 new from the template), compute its features, score them with the entity's detector,
@@ -17,11 +17,15 @@ learned twice and decisions stay identical to an uninterrupted run.
 >>> proc = Processor(RollingZScore(window=32), AlertPolicy(), FixedThreshold(6.0), warmup=10)
 >>> alerts = [a for i in range(40)
 ...           for a in proc.process(Metric(entity="cpu", values={"load": 1.0 + (i % 3) * 0.01},
-...                                        time=i))]
+...                                        time=i)).alerts]
 >>> alerts
 []
->>> [a.severity for a in proc.process(Metric(entity="cpu", values={"load": 9.0}, time=41))]
-['critical']
+>>> outcome = proc.process(Metric(entity="cpu", values={"load": 9.0}, time=41),
+...                        with_threshold=True)
+>>> [a.severity for a in outcome.alerts], outcome.breached, outcome.threshold
+(['critical'], True, 6.0)
+>>> proc.drain().processed
+Counter({'metric': 41})
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from alerting.state import ColdStore, EntityState, EntityStore, SnapshotCodec, c
 from alerting.thresholds import FeatureTails, TailThreshold, Threshold
 from alerting.times import rfc3339_seconds
 
-__all__ = ["EntityState", "Processor", "summarize"]
+__all__ = ["EntityState", "Outcome", "Processor", "ProcessorStats", "summarize"]
 
 
 class _Verdict(NamedTuple):
@@ -53,6 +57,90 @@ class _Verdict(NamedTuple):
     tail_probability: float | None
     #: the feature whose tail decided (per-feature calibrated decisions)
     feature: str | None = None
+
+
+class Outcome:
+    """What :meth:`Processor.process` decided for one event.
+
+    ``score`` and ``ratio`` are NaN for an event that was not decided (in warm-up, or
+    skipped as already in the restored snapshot); ``threshold``, when asked for, is the
+    entity's threshold on the detector's scale as the event met it (+inf before the
+    threshold has one; NaN if skipped or not asked for).
+    """
+
+    __slots__ = ("alerts", "ratio", "score", "threshold")
+
+    def __init__(
+        self, alerts: tuple[Alert, ...], score: float, threshold: float, ratio: float
+    ) -> None:
+        #: the CloudEvents the event caused, in publishing order (usually none)
+        self.alerts = alerts
+        #: the detector's score
+        self.score = score
+        self.threshold = threshold
+        #: score ÷ threshold on the decision's scale (a calibrated decision: surprises)
+        self.ratio = ratio
+
+    @property
+    def decided(self) -> bool:
+        """The event was judged against the threshold (past warm-up, not skipped)."""
+        return self.ratio == self.ratio
+
+    @property
+    def breached(self) -> bool:
+        """The score reached the threshold (the policy may still not have alerted)."""
+        return self.ratio >= 1.0
+
+    def __repr__(self) -> str:
+        return (
+            f"Outcome(alerts={self.alerts!r}, score={self.score!r}, "
+            f"threshold={self.threshold!r}, ratio={self.ratio!r})"
+        )
+
+
+class ProcessorStats:
+    """What the processor counted since the last :meth:`Processor.drain`: the service
+    adds it to its metrics once per batch (:meth:`alerting.metrics.Metrics.count`); the
+    back-test drains it too, so that nothing grows with the file.
+
+    ``evictions`` and ``refused`` are the entity store's, filled in by the drain.
+    """
+
+    __slots__ = (
+        "challengers",
+        "drifts",
+        "evictions",
+        "processed",
+        "refused",
+        "resets",
+        "score_ratios",
+        "skipped",
+        "suppressed",
+    )
+
+    def __init__(self) -> None:
+        #: valid events scored and learned, by kind
+        self.processed: Counter[str] = Counter()
+        #: breaching scores the policy held back, by reason
+        self.suppressed: Counter[str] = Counter()
+        #: events already included in the snapshot their entity was restored from
+        self.skipped = 0
+        #: drifts by (drift detector, signal: score or a feature)
+        self.drifts: Counter[tuple[str, str]] = Counter()
+        #: entities reset after a drift
+        self.resets = 0
+        #: challengers by outcome: started, promoted, discarded
+        self.challengers: Counter[str] = Counter()
+        #: score ÷ threshold of each decided event
+        self.score_ratios: list[float] = []
+        #: live entities moved out to bound memory
+        self.evictions = 0
+        #: changelog records and snapshots refused, by reason
+        self.refused: Counter[str] = Counter()
+
+
+_NONE: tuple[Alert, ...] = ()
+_NAN = math.nan
 
 
 class Processor:
@@ -112,17 +200,8 @@ class Processor:
         self.store.on_enter = self._entered
         self.store.on_leave = self._left
         self.warming_up = 0
-        # counters since the last drain, flushed to metrics once per batch
-        self.processed: Counter[str] = Counter()
-        self.suppressed: Counter[str] = Counter()
-        self.skipped = 0
-        self.drifts: Counter[tuple[str, str]] = Counter()  # (detector, score|feature)
-        self.resets = 0
-        self.challengers: Counter[str] = Counter()  # started, promoted, discarded
-        #: score ÷ threshold of each decided event since the last drain (a metric, per batch)
-        self.score_ratios: list[float] = []
-        #: the detector's score of the latest decided event (what the ratios are made of)
-        self.last_score = 0.0
+        #: the counts since the last :meth:`drain`
+        self.stats = ProcessorStats()
         #: event time of the newest event processed so far (seconds since the epoch)
         self.newest_timestamp = 0.0
         #: the threshold is a calibrated one (a tail probability against a budget)
@@ -180,10 +259,6 @@ class Processor:
     def live_models(self) -> int:
         return self.store.live
 
-    @property
-    def evictions(self) -> int:
-        return self.store.evictions
-
     def threshold_stats(self, sample: int = 1000) -> tuple[float, float, float] | None:
         """(min, median, max) of the current thresholds of up to ``sample`` live entities."""
         values = []
@@ -198,20 +273,32 @@ class Processor:
         values.sort()
         return values[0], values[len(values) // 2], values[-1]
 
+    def drain(self) -> ProcessorStats:
+        """The counts since the last drain, the store's with them; counting starts again
+        from zero."""
+        drained, self.stats = self.stats, ProcessorStats()
+        drained.evictions, drained.refused = self.store.drain()
+        return drained
+
     def end_batch(self) -> None:
         """Per-batch housekeeping: move out entities idle past the TTL (event time)."""
         self.store.expire(self.newest_timestamp)
 
-    def process(self, event: Event, source: SourcePosition | None = None) -> list[Alert]:
-        """Score, decide and learn for one event; the alerts it causes (usually none)."""
+    def process(
+        self, event: Event, source: SourcePosition | None = None, *, with_threshold: bool = False
+    ) -> Outcome:
+        """Score, decide and learn for one event; what it decided, with the alerts it
+        causes (usually none). The outcome's threshold is read only ``with_threshold``
+        (else NaN): a per-feature threshold takes microseconds to compute, as long as the
+        rest of the event's work, and only the back-test's charts show it."""
         timestamp = event.timestamp
         if timestamp > self.newest_timestamp:
             self.newest_timestamp = timestamp
         state = self.store.get(event.entity, source.partition if source else -1, timestamp)
         if source is not None:
             if source.partition == state.partition and source.offset < state.next_offset:
-                self.skipped += 1  # already in the snapshot this state was restored from
-                return []
+                self.stats.skipped += 1  # already in the snapshot it was restored from
+                return Outcome(_NONE, _NAN, _NAN, _NAN)
             state.partition = source.partition
             state.next_offset = source.offset + 1
         if timestamp > state.last_seen:
@@ -226,16 +313,19 @@ class Processor:
             score = model.score_one(x)
         state.seen += 1
         kind = event.kind
-        self.processed[kind] += 1
+        stats = self.stats
+        stats.processed[kind] += 1
         cadence = self.policy.observe(state.policy, kind, timestamp)
+        calibrator = state.threshold
+        # on the detector's scale, before this event is learned
+        shown = calibrator.value() if with_threshold else _NAN
         if state.seen <= self.warmup:
             model.learn_one(x)
             state.stats.update(x)
             if state.seen == self.warmup:
                 self.warming_up -= 1
-            return []
+            return Outcome(_NONE, _NAN, shown, _NAN)
 
-        calibrator = state.threshold
         signal: float | None
         if self.calibrated:
             # the decision is on the score's tail probability: its surprise, -log10 p,
@@ -251,7 +341,7 @@ class Processor:
             # every entity's first judged events look like a drift
             signal = min(decided, level) if judging else None
         else:
-            threshold = calibrator.value()  # on the detector's scale
+            threshold = shown if with_threshold else calibrator.value()
             decided, level = score, threshold
             signal = min(score, threshold)
         # the drift signal is clipped at the threshold: anomalies are alerts, drift is a
@@ -262,11 +352,11 @@ class Processor:
             else None
         )
         flagged = decided >= level
-        self.score_ratios.append(decided / level if level > 0 else 0.0)
-        self.last_score = score
+        ratio = decided / level if level > 0 else 0.0
+        stats.score_ratios.append(ratio)
         decision = self.policy.evaluate(state.policy, decided, level, timestamp, kind, cadence)
         if decision.suppressed is not None:
-            self.suppressed[decision.suppressed] += 1
+            stats.suppressed[decision.suppressed] += 1
         firing = resolved = None
         if decision.notification is not None or decision.resolved:
             verdict = self._verdict(calibrator, score, scores, decided, decision.threshold)
@@ -287,16 +377,16 @@ class Processor:
             model.learn_one(x)
         if state.challenger is not None:
             self._challenge(state, x, flagged, calibrator, level)
-        alerts = []
+        alerts = _NONE
         if drifted:
             drift = self._drifted(event, state, drifted, x, source)
             if self.publish_drift:
-                alerts.append(drift)
+                alerts = (drift,)
         if resolved is not None:
-            alerts.append(resolved)
+            alerts += (resolved,)
         if firing is not None:
-            alerts.append(firing)
-        return alerts
+            alerts += (firing,)
+        return Outcome(alerts, score, shown, ratio)
 
     def _verdict(
         self,
@@ -353,21 +443,18 @@ class Processor:
             details["tail_probability"] = verdict.tail_probability
         if verdict.feature is not None:
             details["decided_by"] = verdict.feature
-        alert = Alert(
-            type=FIRING,
-            entity=event.entity,
-            time=event.time,
-            score=verdict.score,
-            threshold=verdict.threshold,
-            severity=severity,
-            detector=model.name,
-            model_version=self.model_version,
-            features=x,
-            contributions=contributions,
-            summary=summarize(event, explanation["summary"]),
-            source=source,
-            kind=event.kind,
-            details=details,
+        alert = self._alert(
+            FIRING,
+            event,
+            x,
+            source,
+            verdict.score,
+            verdict.threshold,
+            severity,
+            model.name,
+            summarize(event, explanation["summary"]),
+            details,
+            contributions,
         )
         if notification == "new":
             episode.firing_id = details["firing_id"] = alert.id
@@ -386,27 +473,56 @@ class Processor:
         assert episode is not None and decision.severity is not None
         duration = round(event.timestamp - episode.started_at, 6)  # event times are in µs
         started = rfc3339_seconds(episode.started_at)
-        return Alert(
-            type=RESOLVED,
-            entity=event.entity,
-            time=event.time,
-            score=verdict.score,
-            threshold=verdict.threshold,
-            severity=decision.severity,
-            detector=self.template.name,
-            model_version=self.model_version,
-            features=x,
-            contributions={},
-            summary=f"{event.entity} {event.kind} back to normal after {duration:.3g}s "
+        return self._alert(
+            RESOLVED,
+            event,
+            x,
+            source,
+            verdict.score,
+            verdict.threshold,
+            decision.severity,
+            self.template.name,
+            f"{event.entity} {event.kind} back to normal after {duration:.3g}s "
             f"(since {started}, {decision.severity}) [resolved]",
-            source=source,
-            kind=event.kind,
-            details={
+            {
                 "status": "resolved",
                 "firing_id": episode.firing_id,
                 "started_at": started,
                 "duration_s": duration,
             },
+        )
+
+    def _alert(
+        self,
+        type: str,
+        event: Event,
+        x: dict[str, float],
+        source: SourcePosition | None,
+        score: float,
+        threshold: float,
+        severity: str,
+        detector: str,
+        summary: str,
+        details: dict[str, Any],
+        contributions: dict[str, float] | None = None,
+    ) -> Alert:
+        """The CloudEvent of ``type`` about ``event`` (its entity, time and kind, the
+        features ``x``, the source position), from this processor's model version."""
+        return Alert(
+            type=type,
+            entity=event.entity,
+            time=event.time,
+            score=score,
+            threshold=threshold,
+            severity=severity,
+            detector=detector,
+            model_version=self.model_version,
+            features=x,
+            contributions={} if contributions is None else contributions,
+            summary=summary,
+            source=source,
+            kind=event.kind,
+            details=details,
         )
 
     def apply_penalty(
@@ -451,9 +567,9 @@ class Processor:
         if challenger.compared >= self.challenger_events:
             if challenger.challenger_flags < challenger.live_flags:
                 state.model = challenger.model
-                self.challengers["promoted"] += 1
+                self.stats.challengers["promoted"] += 1
             else:
-                self.challengers["discarded"] += 1
+                self.stats.challengers["discarded"] += 1
             state.challenger = None
 
     def _drifted(
@@ -468,7 +584,7 @@ class Processor:
         assert state.drift is not None
         detector = state.drift.detector
         for drift in drifts:
-            self.drifts[(detector, drift.kind)] += 1
+            self.stats.drifts[(detector, drift.kind)] += 1
         first = drifts[0]
         what = ", ".join(f"{d.signal} mean {d.before:.4g} → {d.after:.4g}" for d in drifts[:3])
         reset = self.drift_action == "reset"
@@ -478,26 +594,22 @@ class Processor:
             state.seen = 0
             state.consecutive_flags = 0
             self.warming_up += 1
-            self.resets += 1
+            self.stats.resets += 1
         elif self.drift_action == "challenger" and state.challenger is None:
             state.challenger = Challenger(self.template.clone())
-            self.challengers["started"] += 1
-        return Alert(
-            type=DRIFT,
-            entity=event.entity,
-            time=event.time,
-            score=first.after,
-            threshold=first.before,
-            severity="warning",
-            detector=state.model.name,
-            model_version=self.model_version,
-            features=x,
-            contributions={},
-            summary=f"{event.entity} drift ({detector}): {what}"
+            self.stats.challengers["started"] += 1
+        return self._alert(
+            DRIFT,
+            event,
+            x,
+            source,
+            first.after,
+            first.before,
+            "warning",
+            state.model.name,
+            f"{event.entity} drift ({detector}): {what}"
             + ("; model reset, back through warm-up" if reset else ""),
-            source=source,
-            kind=event.kind,
-            details={
+            {
                 "drift": {
                     "detector": detector,
                     "action": self.drift_action,

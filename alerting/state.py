@@ -559,6 +559,13 @@ class EntityStore:
     def __iter__(self) -> Iterator[tuple[str, EntityState]]:
         return iter(self._live.items())
 
+    def drain(self) -> tuple[int, Counter[str]]:
+        """The evictions and the refused records (by reason) since the last drain; both
+        start again from zero."""
+        drained = self.evictions, self.refused
+        self.evictions, self.refused = 0, Counter()
+        return drained
+
     def get(self, entity: str, partition: int, event_time: float) -> EntityState:
         """The entity's state (live, brought back from cold, or new); marks it changed."""
         live = self._live

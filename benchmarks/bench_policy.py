@@ -49,14 +49,13 @@ def main() -> None:
     for index, event in enumerate(events):
         ordinal[index] = seen[event.entity]
         seen[event.entity] += 1
-        decided = len(processor.score_ratios)
-        alerts = processor.process(event)
-        if index in is_label and len(processor.score_ratios) > decided:
+        outcome = processor.process(event)
+        if index in is_label and outcome.decided:
             policy_state = getattr(dict(processor.store).get(event.entity), "policy", None)
             episode = getattr(policy_state, "episodes", {}).get(event.kind)
-            if episode is not None and processor.score_ratios[-1] >= 1.0 and episode.notified:
+            if episode is not None and outcome.breached and episode.notified:
                 covered.add(index)
-        for alert in alerts:
+        for alert in outcome.alerts:
             key = alert.type.rsplit(".", 1)[-1]
             by_type[f"{key}/{alert.severity}"] += 1
             if alert.type == FIRING:
@@ -79,7 +78,7 @@ def main() -> None:
         for entity, ats in firing_at.items()
         for at in ats
     )
-    suppressed = dict(processor.suppressed)
+    suppressed = dict(processor.stats.suppressed)
 
     # 2. throughput of the processor alone
     # CPU time as well as wall time: on a shared machine, wall time mostly measures the others

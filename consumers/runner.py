@@ -20,7 +20,8 @@ alerts after a restart are the same, with the same ids, as without the crash.
 
 On partition assignment the changelog partitions are restored before any event of them
 is processed; on revocation a checkpoint is taken and the partitions' state dropped.
-Metrics are updated once per batch, not per event.
+The processor's counts are drained into the metrics once per batch, not per event; its
+gauges (live models, warm-up, newest event time) are read at scrape time.
 
 Before decoding, a record whose value is over ``max_event_bytes`` is dead-lettered as a
 stub (reason ``too_large``); after, an event dated more than ``max_time_ahead_s`` ahead
@@ -97,6 +98,7 @@ class Service:
         self.config = config
         self.clock = clock
         self.model_bytes = model_bytes  # a start-time estimate per live model
+        metrics.follow(processor, model_bytes)
         self.stop = threading.Event()
         self.batches = 0
         self._pending: dict[tuple[str, int], int] = {}  # processed, not yet committed
@@ -340,7 +342,7 @@ class Service:
                     )
                     continue
             try:
-                alerts = process(
+                outcome = process(
                     event, SourcePosition(record.topic, record.partition, record.offset)
                 )
             except Exception as exc:  # a bug must not stop the loop or lose the record
@@ -354,7 +356,7 @@ class Service:
                     )
                 )
                 continue
-            for alert in alerts:
+            for alert in outcome.alerts:
                 if admit is not None and not admit(alert):
                     continue  # silenced
                 message = Outgoing(
@@ -366,8 +368,6 @@ class Service:
                 )
                 outgoing.append(message)
                 alert_times.append((message, record.timestamp, alert.type, alert.severity))
-        if self.processor.newest_timestamp:
-            self.metrics.last_event_timestamp.set(self.processor.newest_timestamp)
         return outgoing, alert_times, offsets
 
     def _horizon(self) -> datetime | None:
@@ -504,38 +504,7 @@ class Service:
         log.warning("offsets %s not committed; those events may be processed again", offsets)
 
     def _flush_counts(self) -> None:
-        proc, m = self.processor, self.metrics
-        if proc.score_ratios:
-            m.score_ratio.observe_many(proc.score_ratios)
-            proc.score_ratios.clear()
-        if proc.skipped:
-            m.events_skipped.inc(proc.skipped)
-            proc.skipped = 0
-        for (detector, signal), n in proc.drifts.items():
-            m.drift_detections.labels(detector=detector, signal=signal).inc(n)
-        proc.drifts.clear()
-        if proc.resets:
-            m.models_reset.inc(proc.resets)
-            proc.resets = 0
-        for outcome, n in proc.challengers.items():
-            m.challengers.labels(outcome=outcome).inc(n)
-        proc.challengers.clear()
-        refused = proc.store.refused
-        for reason, n in refused.items():
-            m.snapshots_refused.labels(reason=reason).inc(n)
-        refused.clear()
-        for kind, n in proc.processed.items():
-            m.events_processed.labels(kind=kind).inc(n)
-        for reason, n in proc.suppressed.items():
-            m.alerts_suppressed.labels(reason=reason).inc(n)
-        proc.processed.clear()
-        proc.suppressed.clear()
-        if proc.store.evictions:
-            m.evictions.inc(proc.store.evictions)
-            proc.store.evictions = 0
-        m.live_models.set(proc.live_models)
-        m.model_memory.set(proc.live_models * self.model_bytes)
-        m.warming_up.set(proc.warming_up)
+        self.metrics.count(self.processor.drain())
 
     def _update_lag(self) -> None:
         try:

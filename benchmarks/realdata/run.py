@@ -113,7 +113,7 @@ def replay(series: Series, settings: Any) -> Outcome:
     started = time.perf_counter()
     for event in series.events():
         fired = new = 0
-        for alert in processor.process(event):
+        for alert in processor.process(event).alerts:
             if alert.type == FIRING:
                 fired += 1
                 new += alert.details.get("notification") == "new"
@@ -121,7 +121,7 @@ def replay(series: Series, settings: Any) -> Outcome:
                 outcome.drifts += 1
         outcome.notified.append(fired)
         outcome.new.append(new)
-    processor.score_ratios.clear()
+    processor.drain()
     outcome.seconds = time.perf_counter() - started
     return outcome
 

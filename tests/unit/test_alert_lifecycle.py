@@ -70,7 +70,7 @@ def feed(proc: Processor, entity: str, steps: list[tuple[float, float]]) -> list
     for v, t in steps:
         offset = int(t * 1000)
         event = Metric(entity=entity, values={"v": v, "w": 1.0}, time=t)
-        out += proc.process(event, SourcePosition(TOPIC, 0, offset))
+        out += proc.process(event, SourcePosition(TOPIC, 0, offset)).alerts
     return out
 
 
@@ -113,7 +113,7 @@ def test_an_episode_sends_new_escalated_repeat_and_resolved_with_one_firing_id()
     assert "back to normal" in resolved["summary"]  # type: ignore[operator]
     for key in ("explanation", "notification", "contributions"):
         assert not resolved.get(key), key
-    assert proc.suppressed == {"repeat_interval": 2}  # at 31 and 50
+    assert proc.stats.suppressed == {"repeat_interval": 2}  # at 31 and 50
 
 
 def test_firing_alert_explanation_against_the_running_statistics() -> None:
@@ -148,7 +148,9 @@ def test_without_contributions_the_top_features_are_the_largest_deviations() -> 
         jitter = rng.uniform(-0.3, 0.3)
         x = {"v": 0.5 + 0.1 * (i % 3), "a": 10.0 + (i % 2) + jitter, "b": 5.0 + (i % 2) + jitter}
         proc.process(Metric(entity="m", values=x, time=i))
-    (alert,) = proc.process(Metric(entity="m", values={"v": 7.0, "a": 10.5, "b": 9.0}, time=30))
+    (alert,) = proc.process(
+        Metric(entity="m", values={"v": 7.0, "a": 10.5, "b": 9.0}, time=30)
+    ).alerts
     explanation = data(alert)["explanation"]
     assert isinstance(explanation, dict)
     features = explanation["features"]
@@ -173,7 +175,9 @@ def test_trade_and_quote_explanations_read_as_price_size_and_spread() -> None:
         proc.process(Trade(symbol="X", price=price, size=size, side="buy", time=i))
         proc.process(Quote(symbol="X", bid=price - 0.01, ask=price + 0.01, bid_size=5,
                            ask_size=5, time=i + 0.5))  # fmt: skip
-    (trade,) = proc.process(Trade(symbol="X", price=price * 1.03, size=100, side="buy", time=200))
+    (trade,) = proc.process(
+        Trade(symbol="X", price=price * 1.03, size=100, side="buy", time=200)
+    ).alerts
     assert trade.summary.startswith("X trade 100 @ ")
     assert "price +3% vs band ±" in trade.summary
     assert "[critical]" in trade.summary
@@ -182,14 +186,16 @@ def test_trade_and_quote_explanations_read_as_price_size_and_spread() -> None:
     after = [
         a
         for i in range(201, 225)
-        for a in proc.process(Trade(symbol="X", price=price, size=100, side="buy", time=i))
+        for a in proc.process(Trade(symbol="X", price=price, size=100, side="buy", time=i)).alerts
     ]
     assert [(a.type, data(a)["firing_id"]) for a in after] == [(RESOLVED, trade.id)]
-    (burst,) = proc.process(Trade(symbol="X", price=price, size=30_000, side="buy", time=225))
+    (burst,) = proc.process(
+        Trade(symbol="X", price=price, size=30_000, side="buy", time=225)
+    ).alerts
     assert re.search(r": size 2\d\dx usual \(band ×/÷ [\d.]+\)", burst.summary)
     assert data(burst)["notification"] == "new"
     (quote,) = proc.process(Quote(symbol="X", bid=price - 0.5, ask=price + 0.5, bid_size=5,
-                                  ask_size=5, time=225.5))  # fmt: skip
+                                  ask_size=5, time=225.5)).alerts  # fmt: skip
     assert "spread 100 bps vs usual 2 ± " in quote.summary
     # trades and quotes are separate episodes: the quote is new, not a repeat of the trade
     assert data(quote)["notification"] == "new"
@@ -207,7 +213,7 @@ def test_apply_penalty_raises_the_threshold_for_event_time() -> None:
     feed(proc, "cpu", [(1.0, 32.0)])
     (alert,) = feed(proc, "cpu", [(11.0, 89.0)])  # 29 + 60: the penalty is over
     assert (alert.threshold, alert.severity) == (6.0, "warning")
-    assert proc.suppressed == {}
+    assert proc.stats.suppressed == {}
 
 
 def test_apply_penalty_mutes_firing_alerts_and_counts_them() -> None:
@@ -217,7 +223,7 @@ def test_apply_penalty_mutes_firing_alerts_and_counts_them() -> None:
     assert proc.apply_penalty("cpu", 1.0, mute_s=5.0, duration_s=0.0)
     assert feed(proc, "cpu", [(7.0, 30.0), (13.0, 33.0)]) == []
     assert [a.entity for a in feed(proc, "db", [(7.0, 30.0)])] == ["db"]  # others are not muted
-    assert proc.suppressed == {"feedback_mute": 2}
+    assert proc.stats.suppressed == {"feedback_mute": 2}
     (alert,) = feed(proc, "cpu", [(13.0, 34.0)])  # 29 + 5: the mute is over
     # the episode started while muted; its first notification is "new"
     assert data(alert)["notification"] == "new"

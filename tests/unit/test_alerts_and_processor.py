@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections import OrderedDict
@@ -156,12 +157,53 @@ def zscore_processor(warmup: int = 10, **kwargs: int) -> Processor:
 def test_no_alert_during_warm_up_even_on_a_spike() -> None:
     proc = zscore_processor(warmup=10)
     for i, event in enumerate(load_events("cpu", 9)):
-        assert proc.process(event) == [], i
+        assert proc.process(event).alerts == (), i
     # 10th event: still warming up, however anomalous
-    assert proc.process(Metric(entity="cpu", values={"load": 1e6}, time=9)) == []
+    assert proc.process(Metric(entity="cpu", values={"load": 1e6}, time=9)).alerts == ()
     assert proc.warming_up == 0
-    alerts = proc.process(Metric(entity="cpu", values={"load": 1e7}, time=10))
+    alerts = proc.process(Metric(entity="cpu", values={"load": 1e7}, time=10)).alerts
     assert len(alerts) == 1
+
+
+def test_the_outcome_says_what_the_event_decided() -> None:
+    proc = zscore_processor(warmup=3)
+    events = load_events("cpu", 3)
+    for event in events:
+        warming = proc.process(event, with_threshold=True)
+        assert (warming.decided, warming.breached, warming.alerts) == (False, False, ())
+        assert math.isnan(warming.score) and warming.threshold == 6.0
+    calm = proc.process(load_events("cpu", 1, start=3)[0])
+    assert calm.decided and not calm.breached and calm.alerts == ()
+    assert calm.ratio == pytest.approx(calm.score / 6.0)
+    assert math.isnan(calm.threshold)  # not asked for
+    assert proc.stats.score_ratios == [calm.ratio]
+    spike = proc.process(Metric(entity="cpu", values={"load": 1e6}, time=4), with_threshold=True)
+    assert spike.breached and spike.threshold == 6.0 and spike.score >= 6.0
+    assert [a.type for a in spike.alerts] == [FIRING]
+
+
+def test_a_skipped_event_decides_nothing() -> None:
+    first = zscore_processor(warmup=2)
+    for i, event in enumerate(load_events("cpu", 4)):
+        first.process(event, SourcePosition("market.events", 0, i))
+    second = zscore_processor(warmup=2)
+    for entity, partition, blob in first.store.snapshots():
+        second.store.restore(entity, partition, blob)
+    again = second.process(load_events("cpu", 1, start=3)[0], SourcePosition("market.events", 0, 3))
+    assert again.alerts == () and not again.decided
+    assert second.stats.skipped == 1 and second.drain().skipped == 1
+    assert second.stats.skipped == 0
+
+
+def test_drain_hands_over_the_counts_and_the_stores() -> None:
+    proc = zscore_processor(warmup=1, max_entities=1)
+    proc.process(load_events("a", 1)[0])
+    proc.process(load_events("b", 1)[0])  # moves a out
+    drained = proc.drain()
+    assert drained.processed == {"metric": 2} and drained.evictions == 1
+    assert proc.stats.processed == {} and proc.store.evictions == 0
+    again = proc.drain()
+    assert (again.processed, again.evictions, again.refused) == ({}, 0, {})
 
 
 def test_warming_up_counts_down_as_entities_pass_warm_up() -> None:
@@ -179,13 +221,13 @@ def test_warming_up_counts_down_as_entities_pass_warm_up() -> None:
     assert proc.live_models == 2
 
 
-def spike_run(proc: Processor, entity: str = "cpu") -> list[Alert]:
+def spike_run(proc: Processor, entity: str = "cpu") -> tuple[Alert, ...]:
     alerts: list[Alert] = []
     for i, event in enumerate(load_events(entity, 40)):
-        alerts += proc.process(event, SourcePosition("market.events", 1, i))
+        alerts += proc.process(event, SourcePosition("market.events", 1, i)).alerts
     assert alerts == []
     spike = Metric(entity=entity, values={"load": 5.0}, time=40.5)
-    return proc.process(spike, SourcePosition("market.events", 1, 40))
+    return proc.process(spike, SourcePosition("market.events", 1, 40)).alerts
 
 
 def test_alert_on_a_spike_after_warm_up() -> None:
@@ -238,8 +280,8 @@ def test_trade_summary_names_price_and_size() -> None:
     price = 100.0
     for i in range(40):
         price *= 1 + rng.gauss(0, 1e-4)
-        assert proc.process(Trade(symbol="AAPL", price=price, size=100, time=i)) == []
-    alerts = proc.process(Trade(symbol="AAPL", price=price * 1.2, size=100, time=40))
+        assert proc.process(Trade(symbol="AAPL", price=price, size=100, time=i)).alerts == ()
+    alerts = proc.process(Trade(symbol="AAPL", price=price * 1.2, size=100, time=40)).alerts
     assert len(alerts) == 1
     assert alerts[0].kind == "trade"
     assert alerts[0].summary.startswith("AAPL trade 100 @ ")
@@ -257,9 +299,9 @@ def test_repeat_afteruppressions_are_counted() -> None:
     )
     for event in load_events("cpu", 20):
         proc.process(event)
-    assert len(proc.process(Metric(entity="cpu", values={"load": 50.0}, time=20))) == 1
-    assert proc.process(Metric(entity="cpu", values={"load": 500.0}, time=21)) == []
-    assert proc.suppressed == {"repeat_interval": 1}
+    assert len(proc.process(Metric(entity="cpu", values={"load": 50.0}, time=20)).alerts) == 1
+    assert proc.process(Metric(entity="cpu", values={"load": 500.0}, time=21)).alerts == ()
+    assert proc.stats.suppressed == {"repeat_interval": 1}
 
 
 def test_processed_counts_by_kind() -> None:
@@ -267,7 +309,7 @@ def test_processed_counts_by_kind() -> None:
     proc.process(load_events("cpu", 1)[0])
     proc.process(Trade(symbol="A", price=1, size=1, time=0))
     proc.process(Trade(symbol="A", price=1, size=1, time=1))
-    assert proc.processed == {"metric": 1, "trade": 2}
+    assert proc.stats.processed == {"metric": 1, "trade": 2}
 
 
 @pytest.mark.parametrize(
@@ -293,7 +335,7 @@ def test_lru_eviction_against_brute_force(warmup: int, max_entities: int, seed: 
         reference[entity] += 1
         proc.process(Metric(entity=entity, values={"v": rng.random()}, time=i))
         assert proc.live_models == len(reference) <= max_entities
-        assert proc.evictions == evictions
+        assert proc.store.evictions == evictions
         assert proc.warming_up == sum(seen < warmup for seen in reference.values()), i
         assert [e for e, _ in proc.store] == list(reference)
         assert {e: st.seen for e, st in proc.store} == dict(reference)
@@ -306,10 +348,10 @@ def test_evicted_entity_comes_back_where_it_was() -> None:
         proc.process(event)
     assert proc.warming_up == 0
     proc.process(load_events("b", 1)[0])  # moves a out
-    assert proc.evictions == 1
+    assert proc.store.evictions == 1
     assert proc.warming_up == 1
-    alerts = proc.process(Metric(entity="a", values={"load": 1e9}, time=100))  # a comes back
-    assert proc.evictions == 2
+    alerts = proc.process(Metric(entity="a", values={"load": 1e9}, time=100)).alerts  # a comes back
+    assert proc.store.evictions == 2
     assert proc.warming_up == 0  # b moved out while warming up; a is past its warm-up
     assert proc.live_models == 1
     assert [alert.entity for alert in alerts] == ["a"]  # past warm-up: it remembered
@@ -353,7 +395,7 @@ def test_processor_runs_any_detector() -> None:
     alerts = [
         a
         for i, v in enumerate(values)
-        for a in proc.process(Metric(entity="m", values={"v": v}, time=i))
+        for a in proc.process(Metric(entity="m", values={"v": v}, time=i)).alerts
     ]
     # 7 fires; 4 is below the clear level (0.8 × 6) and resolves at once; 14 fires anew
     assert [(a.type, a.score, a.severity) for a in alerts] == [
@@ -401,7 +443,9 @@ def test_same_events_give_identical_alert_ids() -> None:
     runs = []
     for _ in range(2):
         proc = zscore_processor(warmup=20)
-        runs.append([(a.id, a.score, a.severity) for e, s in stream for a in proc.process(e, s)])
+        runs.append(
+            [(a.id, a.score, a.severity) for e, s in stream for a in proc.process(e, s).alerts]
+        )
     assert len(runs[0]) >= 3
     assert runs[0] == runs[1]
     assert len({alert_id for alert_id, _, _ in runs[0]}) == len(runs[0])
@@ -410,14 +454,14 @@ def test_same_events_give_identical_alert_ids() -> None:
 def test_different_model_gives_different_alert_ids() -> None:
     stream = mixed_stream(5)
     proc = zscore_processor(warmup=20)
-    first = [a for e, s in stream for a in proc.process(e, s)]
+    first = [a for e, s in stream for a in proc.process(e, s).alerts]
     other = Processor(
         RollingZScore(window=31, min_history=4),
         AlertPolicy(repeat_after=0.0, resolve_after=0.0, inhibit=False),
         FixedThreshold(6.0),
         warmup=20,
     )
-    second = [a for e, s in stream for a in other.process(e, s)]
+    second = [a for e, s in stream for a in other.process(e, s).alerts]
     assert first
     assert second
     assert not {a.id for a in first} & {a.id for a in second}

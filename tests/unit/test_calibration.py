@@ -257,12 +257,12 @@ def test_the_default_decision_on_a_clean_realistic_market() -> None:
     processor = build_processor(load_settings())
     decided = breaches = notified = 0
     for event, _ in SyntheticMarket(symbols=4, seed=21, anomaly_rate=0.0).events(80_000):
-        for alert in processor.process(event):
+        outcome = processor.process(event)
+        for alert in outcome.alerts:
             notified += alert.type == FIRING
-        if processor.score_ratios:
+        if outcome.decided:
             decided += 1
-            breaches += processor.score_ratios[-1] >= 1.0
-            processor.score_ratios.clear()
+            breaches += outcome.breached
     assert decided > 70_000
     assert breaches <= 5 * 2 * decided / 1e4, breaches
     assert notified <= breaches
@@ -274,7 +274,7 @@ def test_an_alert_shows_its_tail_probability_and_the_deciding_features_threshold
     firing = [
         a
         for event, _ in market.events(30_000)
-        for a in processor.process(event)
+        for a in processor.process(event).alerts
         if a.type == FIRING
     ]
     assert firing
@@ -300,12 +300,10 @@ def test_one_budget_means_the_same_for_every_detector(name: str) -> None:
     n = 16_000 if name in ("loda", "hst") else 40_000
     decided = breaches = 0
     for i, (event, _) in enumerate(SyntheticMarket(symbols=2, seed=23, anomaly_rate=0).events(n)):
-        processor.process(event)
-        if processor.score_ratios:
-            if i >= n // 2:
-                decided += 1
-                breaches += processor.score_ratios[-1] >= 1.0
-            processor.score_ratios.clear()
+        outcome = processor.process(event)
+        if outcome.decided and i >= n // 2:
+            decided += 1
+            breaches += outcome.breached
     rate = 1e4 * breaches / max(decided, 1)
     print(f"\n{name}: {rate:.1f} breaches per 10,000 decided events at a budget of 20")
     assert decided > 7_000

@@ -128,7 +128,7 @@ def level_shift(entity: str, n: int = 1200, at: int = 600) -> list[Metric]:
 
 def test_a_level_shift_gives_a_drift_cloudevent() -> None:
     proc = processor("none")
-    alerts = [a for e in level_shift("db-1") for a in proc.process(e)]
+    alerts = [a for e in level_shift("db-1") for a in proc.process(e).alerts]
     drifts = [a for a in alerts if a.type == DRIFT]
     assert drifts and not [a for a in alerts if a.type == FIRING]
     event = drifts[0].to_cloudevent()
@@ -144,20 +144,20 @@ def test_a_level_shift_gives_a_drift_cloudevent() -> None:
     ]
     assert loads and loads[0]["before"] < 3 < 8 < loads[0]["after"]
     assert "drift (adwin)" in drifts[0].summary
-    assert sum(proc.drifts.values()) >= 1 and proc.resets == 0
+    assert sum(proc.stats.drifts.values()) >= 1 and proc.stats.resets == 0
 
 
 def test_reset_action_sends_the_entity_back_through_warm_up() -> None:
     proc = processor("reset")
     seen_after_drift = None
     for event in level_shift("db-2"):
-        alerts = proc.process(event)
+        alerts = proc.process(event).alerts
         if any(a.type == DRIFT for a in alerts) and seen_after_drift is None:
             (state,) = [s for e, s in proc.store if e == "db-2"]
             seen_after_drift = state.seen
             assert proc.warming_up == 1
     assert seen_after_drift == 0
-    assert proc.resets >= 1
+    assert proc.stats.resets >= 1
 
 
 def test_drift_metrics_are_flushed_per_batch() -> None:
@@ -206,8 +206,8 @@ def test_a_challenger_that_learned_the_new_regime_is_promoted() -> None:
         (state,) = [s for e, s in proc.store if e == "db-4"]
         if state.challenger is not None and live_before is None:
             live_before = state.model
-    assert proc.challengers["started"] >= 1
-    assert proc.challengers["promoted"] >= 1
+    assert proc.stats.challengers["started"] >= 1
+    assert proc.stats.challengers["promoted"] >= 1
     assert state.model is not live_before  # the challenger's model is now the live one
 
 
@@ -216,8 +216,8 @@ def test_a_challenger_no_better_than_the_live_model_is_discarded() -> None:
     proc = challenger_processor(RollingZScore(window=32, min_history=8))
     for event in level_shift("db-5", n=2500, at=600):
         proc.process(event)
-    assert proc.challengers["started"] >= 1
-    assert proc.challengers["discarded"] >= 1 and proc.challengers["promoted"] == 0
+    assert proc.stats.challengers["started"] >= 1
+    assert proc.stats.challengers["discarded"] >= 1 and proc.stats.challengers["promoted"] == 0
 
 
 def test_challenger_state_survives_a_snapshot() -> None:

@@ -252,7 +252,7 @@ def test_alerts_are_those_of_the_service_code_path(
     expected: Counter[str] = Counter()
     for event in read_events(data):
         assert not isinstance(event, InvalidRow)
-        expected.update(a.entity for a in processor.process(event) if a.type == FIRING)
+        expected.update(a.entity for a in processor.process(event).alerts if a.type == FIRING)
     run = results(tmp_path)["runs"][0]
     assert run["detector"] == DEFAULT_DETECTOR
     got = {e: f["alerts"]["firing"] for e, f in run["entities"].items()}

@@ -12,8 +12,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from alerting import alerts, events, feedback, metrics, policy, silences
+from alerting.detectors import RollingZScore
+from alerting.events import Metric
 from alerting.metrics import KNOWN_SERIES, OPEN_SERIES, Metrics
+from alerting.policy import AlertPolicy
+from alerting.processor import Processor
 from alerting.settings import FeedbackSettings
+from alerting.thresholds import FixedThreshold
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,6 +44,34 @@ def test_a_fresh_registry_has_every_known_series_at_zero() -> None:
         assert m.registry.get_sample_value("alerting_events_invalid_total", {"reason": reason}) == 0
     assert m.registry.get_sample_value("alerting_entities_expired_total") == 0
     assert m.registry.get_sample_value("alerting_entities_stored") == 0
+
+
+def test_the_processor_gauges_are_read_at_scrape_time() -> None:
+    proc = Processor(RollingZScore(window=8), AlertPolicy(), FixedThreshold(6.0), warmup=3)
+    m = Metrics(CollectorRegistry())
+    m.follow(proc, model_bytes=1000)
+    read = m.registry.get_sample_value
+    assert read("alerting_live_models") == 0
+    for i, entity in enumerate("aab"):
+        proc.process(Metric(entity=entity, values={"load": 1.0}, time=100 + i))
+    # no drain, no batch: what a scrape reads is the processor's state now
+    assert read("alerting_live_models") == 2
+    assert read("alerting_model_memory_bytes") == 2000
+    assert read("alerting_entities_warming_up") == 2
+    assert read("alerting_last_event_timestamp_seconds") == 102.0
+
+
+def test_counts_drained_from_the_processor_are_added_to_the_counters() -> None:
+    proc = Processor(RollingZScore(window=8), AlertPolicy(), FixedThreshold(6.0), warmup=2)
+    m = Metrics(CollectorRegistry())
+    for i in range(5):
+        proc.process(Metric(entity="a", values={"load": 1.0}, time=i))
+    m.count(proc.drain())
+    m.count(proc.drain())  # drained: nothing counted twice
+    read = m.registry.get_sample_value
+    assert read("alerting_events_processed_total", {"kind": "metric"}) == 5
+    assert read("alerting_score_ratio_count") == 3  # the events past warm-up
+    assert proc.stats.processed == {}
 
 
 def test_the_running_detector_gets_its_feedback_series() -> None:

@@ -197,7 +197,7 @@ def _real_firing_and_resolved() -> tuple[dict[str, object], dict[str, object]]:
     processor = build_processor(load_settings())
     fired: dict[str, Alert] = {}
     for i, (event, _) in enumerate(SyntheticMarket(symbols=5, seed=7).events(20_000)):
-        for alert in processor.process(event, SourcePosition("market.events", 0, i)):
+        for alert in processor.process(event, SourcePosition("market.events", 0, i)).alerts:
             if alert.type == FIRING:
                 fired[alert.id] = alert
             elif alert.type == RESOLVED and alert.details:

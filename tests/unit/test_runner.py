@@ -19,7 +19,7 @@ from alerting.errors import ConfigError
 from alerting.events import Event, Metric, Trade
 from alerting.metrics import PUBLISH_SKIP_REASONS, Metrics
 from alerting.policy import AlertPolicy
-from alerting.processor import Processor
+from alerting.processor import Outcome, Processor
 from alerting.settings import load_settings
 from alerting.thresholds import FixedThreshold
 from consumers.port import PERMANENT_ERROR_CODES, Outgoing
@@ -193,10 +193,12 @@ def test_each_invalid_reason_is_counted(raw: bytes | None, reason: str) -> None:
 class ExplodingProcessor(Processor):
     """A processor with a bug that shows for one entity."""
 
-    def process(self, event: Event, source: SourcePosition | None = None) -> list:  # type: ignore[override]
+    def process(
+        self, event: Event, source: SourcePosition | None = None, *, with_threshold: bool = False
+    ) -> Outcome:
         if event.entity == "boom":
             raise ZeroDivisionError("a bug in a detector")
-        return super().process(event, source)
+        return super().process(event, source, with_threshold=with_threshold)
 
 
 def test_a_processing_error_dead_letters_the_record_and_the_loop_goes_on() -> None:
@@ -394,7 +396,7 @@ def test_warming_up_and_evictions_follow_the_processor() -> None:
     assert value(metrics, "alerting_entities_warming_up") == 2  # c and d
     assert value(metrics, "alerting_model_evictions_total") == 2  # a, then b
     assert processor.warming_up == 2
-    assert processor.evictions == 0  # drained into the counter
+    assert processor.store.evictions == 0  # drained into the counter
 
 
 def test_consumer_lag_is_exported_per_partition() -> None:

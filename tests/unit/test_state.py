@@ -688,7 +688,7 @@ def positioned_stream(
 def run(processor: Processor, stream: list[Positioned], batch: int = 7) -> list[Alert]:
     alerts: list[Alert] = []
     for i, (event, source) in enumerate(stream):
-        alerts += processor.process(event, source)
+        alerts += processor.process(event, source).alerts
         if i % batch == batch - 1:
             processor.end_batch()
     return alerts
@@ -717,13 +717,13 @@ def test_events_a_restored_snapshot_includes_are_skipped_and_not_learned() -> No
     for entity, partition, blob in snapshots:
         assert second.store.restore(entity, partition, blob)
     assert run(second, stream[:80]) == []
-    assert second.skipped == 80
-    assert sum(second.processed.values()) == 0
+    assert second.stats.skipped == 80
+    assert sum(second.stats.processed.values()) == 0
     entities = {e.entity for e, _ in stream}
     assert final_states(second, entities) == final_states(first, entities)
     # and from there on both decide and learn alike
     assert [a.id for a in run(second, stream[80:])] == [a.id for a in run(first, stream[80:])]
-    assert second.skipped == 80
+    assert second.stats.skipped == 80
     assert final_states(second, entities) == final_states(first, entities)
 
 
@@ -740,7 +740,7 @@ def test_a_skipped_event_of_another_partition_is_not_skipped() -> None:
     second.process(
         Metric(entity="a", values={"v": 1.0}, time=START + 9), SourcePosition(TOPIC, 1, 3)
     )
-    assert second.skipped == 0
+    assert second.stats.skipped == 0
     assert second.store.get("a", 1, 0.0).seen == 6
 
 
@@ -798,7 +798,7 @@ def test_crash_replay_gives_the_alerts_of_an_uninterrupted_run(seed: int) -> Non
 
     # nothing is learned twice: every event already in an acknowledged snapshot is skipped
     in_snapshot = {e for e, _, _ in acked}
-    assert restarted.skipped == sum(e.entity in in_snapshot for e, _ in stream[commit:cut])
+    assert restarted.stats.skipped == sum(e.entity in in_snapshot for e, _ in stream[commit:cut])
     assert final_states(restarted, entities) == final_states(reference, entities)
     # after the cut: exactly the uninterrupted alerts; before it: repeats of the same alerts
     after_cut = {source for _, source in stream[cut:]}
@@ -827,7 +827,7 @@ def test_a_processor_with_another_configuration_refuses_the_snapshots() -> None:
         assert results == [False] * len(snapshots)
         assert other.store.refused == Counter({reason: len(snapshots)})
         run(other, stream)  # starts fresh: nothing skipped, everything learned once
-        assert other.skipped == 0
+        assert other.stats.skipped == 0
         seen = Counter(e.entity for e, _ in stream)
         assert {n: other.store.get(n, -1, 0.0).seen for n in entities} == seen
 
@@ -869,7 +869,8 @@ def test_a_refusal_reason_is_logged_once_even_across_metric_drains(
             blob = theirs.encode(EntityState(RollingZScore()))
             assert store.restore(f"e{batch}-{i}", 0, blob) is False
         assert store.refused == {"config_mismatch": 2}
-        store.refused.clear()  # what the service does once per batch
+        assert store.drain() == (0, {"config_mismatch": 2})  # the service, once per batch
+        assert store.refused == {}
     refusals = [r for r in caplog.records if "refused" in r.getMessage()]
     assert len(refusals) == 1
 
