@@ -303,11 +303,11 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         # a refused login (the probe's or the client's) stops the service with a ConfigError
         watchdog = BrokerWatchdog(s.kafka, on_change=metrics.broker_up.set)
         if s.kafka.client == "confluent":
-            from consumers.confluent_port import ConfluentPort
+            from consumers.confluent import ConfluentPort
 
             port = ConfluentPort(s, metrics, on_refused=watchdog.refuse)
         else:
-            from consumers.kafka_port import KafkaPort
+            from consumers.kafka_python import KafkaPort
 
             port = KafkaPort(s, metrics)
         control = build_control(s, metrics).start(s)  # silences read before the first batch

@@ -269,7 +269,7 @@ def replay_command(settings: Settings, args: argparse.Namespace) -> int:
     else:
         events = _from_file(args, skipped)
         total = count_rows(args.file)
-    from consumers.kafka_port import producer_for
+    from consumers.kafka_python import producer_for
     from producers.topics import ensure_topics
 
     if settings.topics.create:

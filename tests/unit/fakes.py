@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry
 from alerting.events import Event, encode
 from alerting.metrics import Metrics
 from alerting.processor import Processor
-from consumers.port import DeliveryError, Outgoing, Refusal
+from alerting.records import Outgoing
+from consumers.port import DeliveryError, Refusal
 from consumers.runner import LoopConfig, Service
 
 DEFAULT_TOPIC = "market.events"
