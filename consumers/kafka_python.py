@@ -165,6 +165,7 @@ def follow(
     stop: Callable[[], bool],
     *,
     partitions: set[int] | None = None,
+    pause: Callable[[float], bool | None] = time.sleep,
     max_records: int | None = None,
     timeout_ms: int = 200,
     started: Callable[[], None] | None = None,
@@ -175,17 +176,18 @@ def follow(
     read by ``consumer`` without a group, until ``stop()`` says so before a poll.
 
     ``partitions`` are read, or every partition of the topic once the metadata lists any
-    (:func:`wait_for_partitions`; nothing is yielded if ``stop()`` says so first), from
-    ``start_at`` (one of :data:`START_AT`). ``started`` is called once they are assigned
-    and positioned, before the first poll; ``caught_up`` once, when the position has
-    reached the high watermark on every partition (checked after each answer has been
-    handled). A poll that raises is raised, or with ``poll_failed`` handed to it and made
-    again (``poll_failed`` paces the attempts). The caller owns the consumer and closes it.
+    (:func:`wait_for_partitions`, asking ``stop()`` and then ``pause`` between looks:
+    nothing is yielded if it says stop first), from ``start_at`` (one of
+    :data:`START_AT`). ``started`` is called once they are assigned and positioned,
+    before the first poll; ``caught_up`` once, when the position has reached the high
+    watermark on every partition (checked after each answer has been handled). A poll
+    that raises is raised, or with ``poll_failed`` handed to it and made again
+    (``poll_failed`` paces the attempts). The caller owns the consumer and closes it.
     """
     if start_at not in START_AT:
         raise ValueError(f"start_at must be one of {', '.join(START_AT)}, got {start_at!r}")
     if partitions is None:
-        partitions = wait_for_partitions(consumer, topic, stop)
+        partitions = wait_for_partitions(consumer, topic, stop, pause)
         if partitions is None:
             return
     assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
