@@ -227,9 +227,9 @@ def build_port(
     """The Kafka port of the client ``kafka.client`` names; ``on_refused`` hears a login the
     confluent client is refused (kafka-python's refusals reach the watchdog's probe)."""
     if settings.kafka.client == "confluent":
-        from consumers.confluent_port import ConfluentPort
+        from consumers.confluent import ConfluentPort
 
         return ConfluentPort(settings, metrics, on_refused=on_refused)
-    from consumers.kafka_port import KafkaPort
+    from consumers.kafka_python import KafkaPort
 
     return KafkaPort(settings, metrics)

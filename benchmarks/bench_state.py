@@ -25,7 +25,7 @@ from alerting.metrics import Metrics
 from alerting.settings import load_settings
 from alerting.state import SqliteColdStore
 from alerting.wiring import build_processor
-from consumers.kafka_port import KafkaPort
+from consumers.kafka_python import KafkaPort
 from producers.synthetic import SyntheticMarket
 from producers.topics import ensure_topics
 

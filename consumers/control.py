@@ -256,14 +256,12 @@ class TopicReader(threading.Thread):
     def _new_consumer(self) -> Any:
         if self.consumer is not None:
             return self.consumer()
-        from consumers.kafka_port import consumer_for
+        from consumers.kafka_python import consumer_for
 
         return consumer_for(self.settings, group_id=None, auto_offset_reset="earliest")
 
     def _follow(self) -> None:
-        from kafka import TopicPartition
-
-        from consumers.subscriber import seek_to_high_watermark, wait_for_partitions
+        from consumers.kafka_python import follow, wait_for_partitions
 
         try:
             consumer = self._new_consumer()
@@ -285,23 +283,30 @@ class TopicReader(threading.Thread):
                 raise _ReaderFailed("connect", exc) from exc
             if partitions is None:
                 return  # stopped, or no topic: nothing to read
-            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            if self.start_at == "beginning":
-                consumer.seek_to_beginning(*tps)
-            else:
-                seek_to_high_watermark(consumer, tps)
             failures = 0
-            self._set_up(1)
-            while not self.stopping.is_set():
-                try:
-                    batch = consumer.poll(timeout_ms=200, max_records=1000)
-                except Exception as exc:
-                    failures += 1
-                    self._set_up(0)
-                    self.failures.failed("poll", exc, f"(retrying every {self.poll_retry_s:g}s)")
-                    self.stopping.wait(self.poll_retry_s)
-                    continue
+
+            def poll_failed(exc: Exception) -> None:
+                nonlocal failures
+                failures += 1
+                self._set_up(0)
+                self.failures.failed("poll", exc, f"(retrying every {self.poll_retry_s:g}s)")
+                self.stopping.wait(self.poll_retry_s)
+
+            def caught_up() -> None:
+                log.debug("read %d records of %s", self.records, self.topic)
+                self.ready.set()
+
+            for batch in follow(
+                consumer,
+                self.topic,
+                self.start_at,
+                self.stopping.is_set,
+                partitions=partitions,
+                max_records=1000,
+                started=lambda: self._set_up(1),
+                caught_up=None if self.ready.is_set() else caught_up,
+                poll_failed=poll_failed,
+            ):
                 if failures:
                     log.warning("reading %s again after %d failed polls", self.topic, failures)
                     failures = 0
@@ -315,13 +320,6 @@ class TopicReader(threading.Thread):
                             self.failures.failed(
                                 "record", exc, f"{_where(record)} skipped", trace=True
                             )
-                if not self.ready.is_set() and all(
-                    consumer.highwater(tp) is not None
-                    and consumer.position(tp) >= (consumer.highwater(tp) or 0)
-                    for tp in tps
-                ):
-                    log.debug("read %d records of %s", self.records, self.topic)
-                    self.ready.set()
         finally:
             consumer.close()
 
@@ -533,7 +531,7 @@ def _need_cluster(settings: Settings, what: str) -> None:
 
 
 def _publish(settings: Settings, topic: str, key: bytes, value: bytes) -> None:
-    from consumers.kafka_port import producer_for
+    from consumers.kafka_python import producer_for
 
     try:
         producer = producer_for(settings)

@@ -741,12 +741,12 @@ class KafkaSource:
         self.consumer.subscribe([topic])
 
     def poll(self, max_records: int, timeout_ms: int) -> Sequence[Any]:
-        from consumers.kafka_port import records_of
+        from consumers.kafka_python import records_of
 
         return records_of(self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records))
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        from consumers.kafka_port import commit_offsets
+        from consumers.kafka_python import commit_offsets
 
         commit_offsets(self.consumer, offsets)
 
@@ -818,7 +818,7 @@ def forward(
     settings: Settings, metrics: Metrics, install_signals: Callable[[Forwarder], object]
 ) -> int:
     """Run the forwarder on the configured cluster until stopped."""
-    from consumers.kafka_port import consumer_for
+    from consumers.kafka_python import consumer_for
 
     f = settings.forward
     targets = build_targets(settings)

@@ -1,8 +1,11 @@
 """The narrow port between the consume loop and Kafka: poll a batch, publish, commit.
 
-The kafka-python adapter (:mod:`consumers.kafka_port`) passes the client's own
-``ConsumerRecord`` objects through untouched (no per-record copy); unit tests use an
-in-memory fake with records of the same shape.
+The kafka-python adapter (:mod:`consumers.kafka_python`) passes the client's own
+``ConsumerRecord`` objects through untouched (no per-record copy), as the
+:class:`~alerting.records.InputRecord` they are; the confluent-kafka one
+(:mod:`consumers.confluent`) wraps each message in a record of the same shape; unit
+tests use an in-memory fake with records of the same shape. Both ports report
+rebalances through one :class:`~consumers.rebalance.Rebalance`.
 
 Publishing fails per message, in two kinds (:class:`DeliveryError`): *pending* messages
 met a temporary error (broker unavailable, timeout, not the leader) and are sent again
@@ -15,61 +18,11 @@ topic is the topic's fault, not the record's: retried, as an outage is.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from alerting.errors import AlertingError
-
-
-class InputRecord(Protocol):
-    """The attributes of a consumed record the loop reads (kafka-python's names)."""
-
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
-    @property
-    def timestamp(self) -> int:
-        """Kafka record timestamp, milliseconds since the epoch."""
-        ...
-
-    @property
-    def key(self) -> bytes | None: ...
-    @property
-    def value(self) -> bytes | None: ...
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class UnreadableRecord:
-    """A record the client could not read (a header name that is not UTF-8, say), as an
-    input record of its position with no key, value or headers: the loop dead-letters
-    it (reason ``unreadable``, ``detail`` the client's words) and goes on past it."""
-
-    topic: str
-    partition: int
-    offset: int
-    detail: str
-    timestamp: int = -1
-    key: bytes | None = None
-    value: bytes | None = None
-    headers: tuple[tuple[str, bytes | None], ...] = ()
-
-
-@dataclass(slots=True)
-class Outgoing:
-    """A message to publish."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-    partition: int | None = None  # None: the producer's partitioner (by key)
-    # the input record that caused it, (topic, partition, offset): named in log lines
-    source: tuple[str, int, int] | None = None
+from alerting.records import InputRecord, Outgoing
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,8 @@ from alerting.errors import InvalidEvent
 from alerting.events import decode
 from alerting.metrics import Metrics
 from alerting.processor import Processor
-from consumers.port import DeliveryError, InputRecord, Outgoing, Port, Refusal, UnreadableRecord
+from alerting.records import InputRecord, Outgoing, UnreadableRecord
+from consumers.port import DeliveryError, Port, Refusal
 from producers.dead_letters import dead_letter, is_stub, stub
 
 log = logging.getLogger(__name__)

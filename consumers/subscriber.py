@@ -175,41 +175,6 @@ def render(
     return format_alert(cloudevent, color)
 
 
-def wait_for_partitions(
-    consumer: Any,
-    topic: str,
-    give_up: Callable[[], bool],
-    pause: Callable[[float], bool | None] = time.sleep,
-) -> set[int] | None:
-    """The partitions of ``topic`` once the metadata lists any (it may not exist yet);
-    None when ``give_up()`` says so or ``pause`` returns True (a stop event's ``wait``)."""
-    while True:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return set(partitions)
-        if give_up() or pause(0.2):
-            return None
-
-
-def seek_to_high_watermark(consumer: Any, assigned: list[Any], wait_s: float = 5.0) -> None:
-    """Start after the newest alert.
-
-    ``seek_to_end`` asks ListOffsets, which some brokers (tansu) answer with the last
-    record batch's base offset + 1; fetch responses carry the true high watermark, so
-    fetch once from there and move to it. Records fetched on the way are all older.
-    """
-    consumer.seek_to_end(*assigned)
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        consumer.poll(timeout_ms=100)
-        if all(consumer.highwater(tp) is not None for tp in assigned):
-            break
-    for tp in assigned:
-        high = consumer.highwater(tp)
-        if high is not None:
-            consumer.seek(tp, high)
-
-
 def tail(
     settings: Settings,
     wanted: AlertFilter,
@@ -227,36 +192,29 @@ def tail(
 
     ``color`` None colours when ``out`` is a terminal.
     """
-    from kafka import TopicPartition
-
-    from consumers.kafka_port import consumer_for
+    from consumers.kafka_python import consumer_for, follow
 
     consumer = consumer_for(settings, group_id=None)
     topic = settings.topics.alerts
     deadline = time.monotonic() + timeout_s if timeout_s else None
 
-    def give_up() -> bool:
-        return bool(deadline and time.monotonic() > deadline) or bool(should_stop and should_stop())
+    def stop() -> bool:
+        if deadline is not None and time.monotonic() >= deadline:
+            return True
+        return should_stop is not None and should_stop()
 
-    partitions = wait_for_partitions(consumer, topic, give_up)
-    if partitions is None:
-        consumer.close()
-        return 1 if max_alerts else 0
-    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-    consumer.assign(assigned)
-    if from_beginning:
-        consumer.seek_to_beginning(*assigned)
-    else:
-        seek_to_high_watermark(consumer, assigned)
+    reading = False
+
+    def started() -> None:
+        nonlocal reading
+        reading = True
+
     shown_in_color = color if color is not None else out.isatty()
     seen = 0
+    start_at = "beginning" if from_beginning else "end"
     try:
-        while True:
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            if should_stop is not None and should_stop():
-                break
-            for records in consumer.poll(timeout_ms=200).values():
+        for batch in follow(consumer, topic, start_at, stop, started=started):
+            for records in batch.values():
                 for record in records:
                     line = render(record.value, record.offset, wanted, as_json, shown_in_color)
                     if line is None:
@@ -268,7 +226,8 @@ def tail(
                         return 0
             out.flush()
     except KeyboardInterrupt:
-        pass
+        if not reading:  # while waiting for the topic or its high watermark
+            raise
     except BrokenPipeError:  # the reader went away (| head): done, quietly
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the interpreter closes it

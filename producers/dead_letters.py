@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 
 from alerting.errors import InvalidEvent
-from consumers.port import InputRecord, Outgoing
+from alerting.records import InputRecord, Outgoing
 
 REASON = "x-dlq-reason"
 DETAIL = "x-dlq-detail"

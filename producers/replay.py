@@ -202,7 +202,7 @@ def replay(
     else:
         events = _from_file(plan.file, plan.columns, skipped)
         total = count_rows(plan.file)
-    from consumers.kafka_port import producer_for
+    from consumers.kafka_python import producer_for
     from producers.topics import ensure_topics
 
     if settings.topics.create:

@@ -32,7 +32,7 @@ FAMILY_HEADER = "fuzz-family"
 #: event times of good records start here (2024-01-01T00:00:00Z): in the past, plausible
 BASE_TIME = 1_704_067_200
 
-#: the service's producer limit (consumers.kafka_port.MAX_MESSAGE_BYTES)
+#: the service's producer limit (consumers.kafka_python.MAX_MESSAGE_BYTES)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 

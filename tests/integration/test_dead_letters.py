@@ -11,7 +11,7 @@ from kafka import KafkaProducer
 from kafkastack import Stack, metrics_port, scrape, stop
 
 from alerting.events import Trade, encode
-from consumers.kafka_port import MAX_MESSAGE_BYTES
+from consumers.kafka_python import MAX_MESSAGE_BYTES
 
 
 def _invalid_counts(exposition: str) -> dict[str, float]:

@@ -6,7 +6,8 @@ in batches, keeps what was published per topic and partition, records what was c
 calls raise ``DeliveryError``), permanent refusals of some messages (:meth:`FakePort.refuse`:
 too large, not authorised), a rebalance (run inside the next ``poll``, as kafka-python
 runs its listener) and a crash (:class:`Crash` raised right after a publish or commit took
-effect). Integration tests use a real broker, never this.
+effect). :class:`FakeKafkaConsumer` is a group-less kafka-python consumer, for the readers
+that follow a topic. Integration tests use a real broker, never these.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from alerting.events import Event, encode
 from alerting.metrics import Metrics
 from alerting.processor import Processor
-from consumers.port import DeliveryError, Outgoing, Refusal
+from alerting.records import Outgoing
+from consumers.port import DeliveryError, Refusal
 from consumers.runner import LoopConfig, Service
 
 DEFAULT_TOPIC = "market.events"
@@ -413,3 +416,87 @@ def build_service(
         **config,
     )
     return Service(port, processor, metrics, config, clock=clock), metrics
+
+
+class FakeKafkaConsumer:
+    """A group-less kafka-python consumer over ``log`` (values per partition), for the
+    readers that follow a topic (:func:`consumers.kafka_python.follow`).
+
+    As tansu does, ListOffsets (``seek_to_end``) answers the last record batch's base
+    offset + 1 (here: one record short of the end), while each fetch carries the true
+    high watermark (``highwater``, unknown before the first fetch). ``metadata_after``
+    polls of the metadata pass before the topic exists; ``poll_errors`` are raised by the
+    first polls, one each.
+    """
+
+    def __init__(
+        self,
+        log: dict[int, list[bytes]],
+        metadata_after: int = 0,
+        poll_errors: list[BaseException] | None = None,
+    ) -> None:
+        self.log = log
+        self.metadata_after = metadata_after
+        self.poll_errors = list(poll_errors or [])
+        self.assigned: list[TopicPartition] = []
+        self.positions: dict[TopicPartition, int] = {}
+        self.high: dict[TopicPartition, int] = {}
+        self.calls: list[str] = []
+        self.closed = False
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        self.calls.append("metadata")
+        if self.metadata_after > 0:
+            self.metadata_after -= 1
+            return None
+        return set(self.log)
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self.calls.append(f"assign {[tp.partition for tp in tps]}")
+        self.assigned = list(tps)
+        self.positions = dict.fromkeys(tps, 0)  # auto_offset_reset / committed offsets
+
+    def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        self.calls.append("seek_to_beginning")
+        for tp in tps:
+            self.positions[tp] = 0
+
+    def seek_to_end(self, *tps: TopicPartition) -> None:
+        self.calls.append("seek_to_end")
+        for tp in tps:
+            self.positions[tp] = max(len(self.log[tp.partition]) - 1, 0)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.calls.append(f"seek {tp.partition} {offset}")
+        self.positions[tp] = offset
+
+    def poll(
+        self, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[FakeRecord]]:
+        self.calls.append("poll")
+        if self.poll_errors:
+            raise self.poll_errors.pop(0)
+        answer: dict[TopicPartition, list[FakeRecord]] = {}
+        budget = max_records or 500
+        for tp in self.assigned:
+            values = self.log[tp.partition]
+            self.high[tp] = len(values)
+            start = self.positions[tp]
+            taken = values[start : start + budget]
+            budget -= len(taken)
+            if taken:
+                answer[tp] = [
+                    raw_record(v, start + i, key=b"k", partition=tp.partition, topic=tp.topic)
+                    for i, v in enumerate(taken)
+                ]
+                self.positions[tp] = start + len(taken)
+        return answer
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.high.get(tp)
+
+    def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+    def close(self) -> None:
+        self.closed = True

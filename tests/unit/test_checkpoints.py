@@ -16,9 +16,9 @@ from alerting.events import Metric, decode
 from alerting.metrics import Metrics
 from alerting.policy import AlertPolicy
 from alerting.processor import Processor
+from alerting.records import Outgoing
 from alerting.state import CLOCK_QUORUM, SnapshotCodec
 from alerting.thresholds import FixedThreshold
-from consumers.port import Outgoing
 from consumers.runner import Service
 from producers import dead_letters
 

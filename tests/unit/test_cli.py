@@ -143,7 +143,7 @@ def test_the_watchdog_reports_a_refused_login_as_down_once_and_stops_probing() -
 
 def test_the_confluent_clients_refused_login_stops_the_service_with_the_same_error() -> None:
     kafka = pytest.importorskip("confluent_kafka")
-    from consumers.confluent_port import ConfluentPort
+    from consumers.confluent import ConfluentPort
 
     port = ConfluentPort.__new__(ConfluentPort)  # the error callback only: no clients
     port.settings = load_settings(kafka=SASL)

@@ -39,7 +39,7 @@ from pydantic import BaseModel
 from alerting.cli import build_parser
 from alerting.embedded_broker import free_port
 from alerting.settings import ENV_PREFIX, Settings, load_settings
-from consumers.kafka_port import MAX_MESSAGE_BYTES
+from consumers.kafka_python import MAX_MESSAGE_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

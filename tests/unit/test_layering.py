@@ -129,4 +129,4 @@ def test_the_rules_are_checked_on_something() -> None:
         MODULES
     )
     assert "producers" in {n.split(".")[0] for n in imported(MODULES["alerting.cli.replay"])}
-    assert "consumers.kafka_port" in project_imports(MODULES["alerting.wiring"])
+    assert "consumers.kafka_python" in project_imports(MODULES["alerting.wiring"])

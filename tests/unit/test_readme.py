@@ -103,7 +103,7 @@ def test_the_silence_and_feedback_commands_run_up_to_the_broker(
     reading from a real cluster is what tests/integration/test_silences_feedback.py does."""
     import alerting.cli.control
     import consumers.control
-    import consumers.kafka_port
+    import consumers.kafka_python
     from alerting.feedback import VERDICT_ALIASES, Feedback, parse_feedback
     from alerting.silences import SilenceSet, parse_duration
 
@@ -111,7 +111,7 @@ def test_the_silence_and_feedback_commands_run_up_to_the_broker(
     monkeypatch.setenv("ALERTING__TOPICS__CREATE", "false")
     settings = load_settings()
     producer = _Producer()
-    monkeypatch.setattr(consumers.kafka_port, "producer_for", lambda *_, **__: producer)
+    monkeypatch.setattr(consumers.kafka_python, "producer_for", lambda *_, **__: producer)
     topic = SilenceSet()
     monkeypatch.setattr(consumers.control, "read_silences", lambda *_, **__: topic)
     now = 1_767_623_400.0

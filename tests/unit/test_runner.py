@@ -20,9 +20,10 @@ from alerting.events import Event, Metric, Trade
 from alerting.metrics import PUBLISH_SKIP_REASONS, Metrics
 from alerting.policy import AlertPolicy
 from alerting.processor import Outcome, Processor
+from alerting.records import Outgoing
 from alerting.settings import load_settings
 from alerting.thresholds import FixedThreshold
-from consumers.port import PERMANENT_ERROR_CODES, Outgoing
+from consumers.port import PERMANENT_ERROR_CODES
 from consumers.runner import Service
 from producers import dead_letters
 
@@ -728,7 +729,7 @@ def test_the_kafka_python_port_reports_refusals_per_message() -> None:
         TopicAuthorizationFailedError,
     )
 
-    from consumers.kafka_port import KafkaPort
+    from consumers.kafka_python import KafkaPort
     from consumers.port import DeliveryError
 
     producer = _KafkaPythonProducer(
@@ -771,7 +772,7 @@ def test_kafka_python_errors_that_are_outages_are_never_refusals() -> None:
         RequestTimedOutError,
     )
 
-    from consumers.kafka_port import refusal_reason
+    from consumers.kafka_python import refusal_reason
 
     assert refusal_reason(RecordListTooLargeError()) == "too_large"
     assert refusal_reason(InvalidRequiredAcksError()) == "other"
@@ -787,7 +788,7 @@ def test_kafka_python_errors_that_are_outages_are_never_refusals() -> None:
 
 
 def test_a_record_the_client_cannot_read_is_dead_lettered_as_unreadable_and_passed() -> None:
-    from consumers.port import UnreadableRecord
+    from alerting.records import UnreadableRecord
 
     port = FakePort()
     for i in range(3):

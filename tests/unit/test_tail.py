@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import json
 import random
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from fakes import FakeKafkaConsumer
 
 from alerting.alerts import DRIFT, FIRING, RESOLVED
 from alerting.cli import build_parser
 from alerting.cli.tail import alert_filter
-from consumers.subscriber import AlertFilter, format_alert, format_duration, render
+from alerting.settings import load_settings
+from consumers.subscriber import AlertFilter, format_alert, format_duration, render, tail
 
 RED, YELLOW, GREEN, CYAN, RESET = "\033[1;31m", "\033[33m", "\033[32m", "\033[36m", "\033[0m"
 
@@ -202,3 +206,79 @@ def test_demo_tail_arguments_still_work_without_filters() -> None:
         json=False, from_beginning=True, max=None, timeout=None, color=None
     )
     assert not alert_filter(demo_args).active
+
+
+# ---------------------------------------------------------------- reading
+
+
+def tail_of(
+    monkeypatch: pytest.MonkeyPatch, consumer: FakeKafkaConsumer
+) -> Callable[..., tuple[int, list[str]]]:
+    """``tail`` reading ``consumer`` with the filter and options of the ``alerting tail``
+    flags ``argv``: its exit code and the lines it printed."""
+    from consumers import kafka_python
+
+    monkeypatch.setattr(kafka_python, "consumer_for", lambda settings, group_id: consumer)
+
+    def run(*argv: str, should_stop: Callable[[], bool] | None = None) -> tuple[int, list[str]]:
+        out = io.StringIO()
+        args = parse(*argv)
+        code = tail(
+            load_settings(),
+            alert_filter(args),
+            as_json=args.json,
+            from_beginning=args.from_beginning,
+            max_alerts=args.max,
+            timeout_s=args.timeout,
+            color=args.color,
+            should_stop=should_stop,
+            out=out,
+        )
+        return code, out.getvalue().splitlines()
+
+    return run
+
+
+def values_of(*alerts: dict[str, Any]) -> list[bytes]:
+    return [json.dumps(a).encode() for a in alerts]
+
+
+def test_tail_prints_from_the_beginning_until_max(monkeypatch: pytest.MonkeyPatch) -> None:
+    log = values_of(alert(entity="A"), alert(entity="B"), alert(entity="C"))
+    consumer = FakeKafkaConsumer({0: log[:2], 1: log[2:]})
+    code, lines = tail_of(monkeypatch, consumer)("--from-beginning", "--json", "--max", "2")
+    assert code == 0 and lines == [v.decode() for v in log[:2]]
+    assert consumer.closed
+
+
+def test_tail_from_the_end_shows_only_new_alerts(monkeypatch: pytest.MonkeyPatch) -> None:
+    consumer = FakeKafkaConsumer({0: values_of(alert(entity="OLD"))})
+    asked = iter(range(10))
+
+    def should_stop() -> bool:
+        n = next(asked)
+        if n == 1:  # after the first poll from the high watermark, an alert arrives
+            consumer.log[0].extend(values_of(alert(entity="NEW")))
+        return n >= 3
+
+    code, lines = tail_of(monkeypatch, consumer)("--max", "5", should_stop=should_stop)
+    assert code == 1  # fewer than --max
+    assert len(lines) == 1 and " NEW " in lines[0]
+
+
+def test_tail_stopped_before_the_topic_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tail_of(monkeypatch, FakeKafkaConsumer({0: []}, metadata_after=10**6))
+    assert run("--max", "1", should_stop=lambda: True) == (1, [])
+    assert run(should_stop=lambda: True) == (0, [])
+
+
+def test_ctrl_c_ends_the_reading_quietly_but_not_the_wait_for_the_topic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reading = FakeKafkaConsumer({0: values_of(alert())}, poll_errors=[KeyboardInterrupt()])
+    assert tail_of(monkeypatch, reading)("--from-beginning") == (0, [])
+    # from the end, the first poll looks for the high watermark: still starting up
+    starting = FakeKafkaConsumer({0: values_of(alert())}, poll_errors=[KeyboardInterrupt()])
+    with pytest.raises(KeyboardInterrupt):
+        tail_of(monkeypatch, starting)()
+    assert starting.closed

@@ -17,15 +17,17 @@ from prometheus_client import CollectorRegistry
 
 from alerting.errors import ConfigError
 from alerting.metrics import Metrics
+from alerting.records import Outgoing
 from alerting.settings import load_settings
-from consumers.confluent_port import (
+from consumers.confluent import (
     ConfluentPort,
     Record,
     consumer_config,
     producer_config,
     refusal_reason,
 )
-from consumers.port import DeliveryError, Outgoing
+from consumers.port import DeliveryError
+from consumers.rebalance import Rebalance
 
 
 class FakeError:
@@ -109,9 +111,8 @@ class FakeProducer:
 
 def bare_port(consumer: Any = None, producer: Any = None) -> ConfluentPort:
     port = ConfluentPort.__new__(ConfluentPort)
-    port.metrics = Metrics(CollectorRegistry())
+    port.rebalance = Rebalance(Metrics(CollectorRegistry()))
     port.consumer, port.producer = consumer, producer
-    port._assigned = port._revoked = None
     return port
 
 

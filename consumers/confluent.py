@@ -1,8 +1,9 @@
 """The :class:`~consumers.port.Port` on confluent-kafka (librdkafka): ``kafka.client = confluent``.
 
-The same contract as :mod:`consumers.kafka_port`, for the service's consume loop only:
+The same contract as :mod:`consumers.kafka_python`, for the service's consume loop only:
 one consumer in the service's group (eager rebalances, callbacks inside ``poll``, offsets
-committed by the loop), one producer with ``acks=all``. Consuming is where librdkafka
+committed by the loop, rebalances through :class:`~consumers.rebalance.Rebalance`), one
+producer with ``acks=all``. Consuming is where librdkafka
 wins: its batch ``consume`` hands over thousands of decoded messages per call, where
 kafka-python parses each record in Python. The changelog restore (``read_partitions``)
 is not on the hot path and stays on kafka-python.
@@ -25,17 +26,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from alerting.errors import ConfigError
 from alerting.metrics import Metrics
+from alerting.records import InputRecord, Outgoing, UnreadableRecord
 from alerting.settings import Settings
 from consumers.health import login_refused
-from consumers.kafka_port import MAX_MESSAGE_BYTES, read_to_high_watermark
-from consumers.port import (
-    DeliveryError,
-    InputRecord,
-    Outgoing,
-    Refusal,
-    UnreadableRecord,
-    permanent_reason,
-)
+from consumers.kafka_python import MAX_MESSAGE_BYTES, read_to_high_watermark
+from consumers.port import DeliveryError, Refusal, permanent_reason
+from consumers.rebalance import Rebalance
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +119,8 @@ class ConfluentPort:
         on_refused: Callable[[ConfigError], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics
         self.on_refused = on_refused
-        self._assigned: Callable[[set[int]], None] | None = None
-        self._revoked: Callable[[set[int]], None] | None = None
+        self.rebalance = Rebalance(metrics)
         errors = {"error_cb": self.client_error}
         self.consumer = Consumer({**consumer_config(settings, settings.service.group_id), **errors})
         self.consumer.subscribe(
@@ -151,26 +145,15 @@ class ConfluentPort:
     # librdkafka assigns the new ones (and starts fetching) only after _on_assign returns
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        revoked = {tp.partition for tp in partitions}
-        if not revoked:
-            return
-        log.info("partitions revoked: %s", sorted(revoked))
-        if self._revoked is not None:
-            self._revoked(revoked)
+        self.rebalance.revoked({tp.partition for tp in partitions})
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        self.metrics.rebalances.inc()
-        self.metrics.assigned_partitions.set(len(partitions))
-        assigned = {tp.partition for tp in partitions}
-        log.info("partitions assigned: %s", sorted(assigned))
-        if self._assigned is not None and assigned:
-            self._assigned(assigned)
+        self.rebalance.assigned({tp.partition for tp in partitions})
 
     def on_rebalance(
         self, assigned: Callable[[set[int]], None], revoked: Callable[[set[int]], None]
     ) -> None:
-        self._assigned = assigned
-        self._revoked = revoked
+        self.rebalance.to(assigned, revoked)
 
     def read_partitions(
         self, topic: str, partitions: set[int]
@@ -266,7 +249,7 @@ class ConfluentPort:
 
     def lag(self) -> dict[int, int]:
         # the cached high watermark comes from fetch responses (tansu's ListOffsets would
-        # answer differently, see kafka_port); the position is the next offset to consume
+        # answer differently, see kafka_python); the position is the next offset to consume
         out: dict[int, int] = {}
         try:
             assigned = self.consumer.assignment()

@@ -1,4 +1,15 @@
-"""The :class:`~consumers.port.Port` on kafka-python: one consumer in a group, one producer.
+"""Everything on kafka-python: the client factories, the reading helpers, and the port.
+
+- :func:`producer_for` and :func:`consumer_for` build every kafka-python client of the
+  project from the settings (the service's, the forwarder's, ``tail``'s, the control
+  readers', the replay producer's), so that security and timeouts are set in one place;
+- :func:`follow` reads every partition of a topic without a group from the beginning,
+  the true high watermark or the committed offsets, one poll at a time, until told to
+  stop: ``alerting tail``, the control-topic readers and :func:`read_to_high_watermark`
+  (the changelog restore) read through it. The service and the forwarder read in a
+  consumer group instead, with their own loops, and commit with :func:`commit_offsets`;
+- :class:`KafkaPort` is the :class:`~consumers.port.Port` on kafka-python: one consumer
+  in a group, one producer, rebalances through :class:`~consumers.rebalance.Rebalance`.
 
 ``publish`` handles each message on its own: one the client or broker refuses for good
 (:func:`refusal_reason`, e.g. ``MessageSizeTooLargeError`` raised by ``send`` itself) is
@@ -8,6 +19,7 @@ reported as refused, never raised, so that the rest of the batch is still sent.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -17,15 +29,10 @@ from kafka.errors import BrokerResponseError, CorruptRecordError
 from kafka.structs import OffsetAndMetadata
 
 from alerting.metrics import Metrics
+from alerting.records import InputRecord, Outgoing, UnreadableRecord
 from alerting.settings import Settings
-from consumers.port import (
-    DeliveryError,
-    InputRecord,
-    Outgoing,
-    Refusal,
-    UnreadableRecord,
-    permanent_reason,
-)
+from consumers.port import DeliveryError, Refusal, permanent_reason
+from consumers.rebalance import Rebalance
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +109,109 @@ def commit_offsets(consumer: KafkaConsumer, offsets: Mapping[tuple[str, int], in
     )
 
 
+#: where :func:`follow` starts: the oldest record, after the newest one (the true high
+#: watermark), or the consumer group's committed offsets (``auto_offset_reset`` without)
+START_AT = ("beginning", "end", "committed")
+
+
+def wait_for_partitions(
+    consumer: Any,
+    topic: str,
+    give_up: Callable[[], bool],
+    pause: Callable[[float], bool | None] = time.sleep,
+) -> set[int] | None:
+    """The partitions of ``topic`` once the metadata lists any (it may not exist yet);
+    None when ``give_up()`` says so or ``pause`` returns True (a stop event's ``wait``)."""
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        if give_up() or pause(0.2):
+            return None
+
+
+def seek_to_high_watermark(consumer: Any, assigned: list[Any], wait_s: float = 5.0) -> None:
+    """Start after the newest record.
+
+    ``seek_to_end`` asks ListOffsets, which some brokers (tansu) answer with the last
+    record batch's base offset + 1; fetch responses carry the true high watermark, so
+    fetch once from there and move to it. Records fetched on the way are all older.
+    """
+    consumer.seek_to_end(*assigned)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        consumer.poll(timeout_ms=100)
+        if all(consumer.highwater(tp) is not None for tp in assigned):
+            break
+    for tp in assigned:
+        high = consumer.highwater(tp)
+        if high is not None:
+            consumer.seek(tp, high)
+
+
+def _caught_up(consumer: Any, assigned: list[Any]) -> bool:
+    """Whether the position has reached the high watermark on every partition."""
+    return all(
+        consumer.highwater(tp) is not None
+        and consumer.position(tp) >= (consumer.highwater(tp) or 0)
+        for tp in assigned
+    )
+
+
+def follow(
+    consumer: Any,
+    topic: str,
+    start_at: str,
+    stop: Callable[[], bool],
+    *,
+    partitions: set[int] | None = None,
+    pause: Callable[[float], bool | None] = time.sleep,
+    max_records: int | None = None,
+    timeout_ms: int = 200,
+    started: Callable[[], None] | None = None,
+    caught_up: Callable[[], None] | None = None,
+    poll_failed: Callable[[Exception], None] | None = None,
+) -> Iterator[Mapping[Any, list[Any]]]:
+    """Each poll's answer (records per ``TopicPartition``, possibly none) of ``topic``
+    read by ``consumer`` without a group, until ``stop()`` says so before a poll.
+
+    ``partitions`` are read, or every partition of the topic once the metadata lists any
+    (:func:`wait_for_partitions`, asking ``stop()`` and then ``pause`` between looks:
+    nothing is yielded if it says stop first), from ``start_at`` (one of
+    :data:`START_AT`). ``started`` is called once they are assigned and positioned,
+    before the first poll; ``caught_up`` once, when the position has reached the high
+    watermark on every partition (checked after each answer has been handled). A poll
+    that raises is raised, or with ``poll_failed`` handed to it and made again
+    (``poll_failed`` paces the attempts). The caller owns the consumer and closes it.
+    """
+    if start_at not in START_AT:
+        raise ValueError(f"start_at must be one of {', '.join(START_AT)}, got {start_at!r}")
+    if partitions is None:
+        partitions = wait_for_partitions(consumer, topic, stop, pause)
+        if partitions is None:
+            return
+    assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(assigned)
+    if start_at == "beginning":
+        consumer.seek_to_beginning(*assigned)
+    elif start_at == "end":
+        seek_to_high_watermark(consumer, assigned)
+    if started is not None:
+        started()
+    while not stop():
+        try:
+            batch = consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except Exception as exc:
+            if poll_failed is None:
+                raise
+            poll_failed(exc)
+            continue
+        yield batch
+        if caught_up is not None and _caught_up(consumer, assigned):
+            caught_up()
+            caught_up = None
+
+
 def read_to_high_watermark(
     settings: Settings, topic: str, partitions: set[int]
 ) -> Iterator[tuple[int, int, bytes | None, bytes | None]]:
@@ -110,13 +220,16 @@ def read_to_high_watermark(
     # a group-less consumer from the beginning to the high watermark of each partition
     # (fetch responses carry the true high watermark; tansu's ListOffsets does not)
     reader = consumer_for(settings, group_id=None, auto_offset_reset="earliest")
+    open_tps = {TopicPartition(topic, p) for p in partitions}
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        reader.assign(tps)
-        reader.seek_to_beginning(*tps)
-        open_tps = set(tps)
-        while open_tps:
-            batch = reader.poll(timeout_ms=200, max_records=5000)
+        for batch in follow(
+            reader,
+            topic,
+            "beginning",
+            lambda: not open_tps,
+            partitions=partitions,
+            max_records=5000,
+        ):
             for tp, records in batch.items():
                 high = reader.highwater(tp) or 0
                 for record in records:
@@ -130,28 +243,16 @@ def read_to_high_watermark(
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Runs inside poll(): revoked partitions are still ours, new ones not yet fetched."""
+    """kafka-python's rebalance callbacks (inside poll()), as partition numbers."""
 
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self.assigned: Callable[[set[int]], None] | None = None
-        self.revoked: Callable[[set[int]], None] | None = None
+    def __init__(self, rebalance: Rebalance) -> None:
+        self.rebalance = rebalance
 
     def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        if not revoked:
-            return
-        partitions = {tp.partition for tp in revoked}
-        log.info("partitions revoked: %s", sorted(partitions))
-        if self.revoked is not None:
-            self.revoked(partitions)
+        self.rebalance.revoked({tp.partition for tp in revoked})
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        self.metrics.rebalances.inc()
-        self.metrics.assigned_partitions.set(len(assigned))
-        partitions = {tp.partition for tp in assigned}
-        log.info("partitions assigned: %s", sorted(partitions))
-        if self.assigned is not None and partitions:
-            self.assigned(partitions)
+        self.rebalance.assigned({tp.partition for tp in assigned})
 
 
 class KafkaPort:
@@ -160,8 +261,8 @@ class KafkaPort:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.consumer = consumer_for(settings, settings.service.group_id)
-        self.listener = _Listener(metrics)
-        self.consumer.subscribe([settings.topics.events], listener=self.listener)
+        self.rebalance = Rebalance(metrics)
+        self.consumer.subscribe([settings.topics.events], listener=_Listener(self.rebalance))
         self.producer = producer_for(settings)
         # per partition: (first, last) offsets of the latest run of unreadable records
         self._unreadable: dict[TopicPartition, tuple[int, int]] = {}
@@ -169,8 +270,7 @@ class KafkaPort:
     def on_rebalance(
         self, assigned: Callable[[set[int]], None], revoked: Callable[[set[int]], None]
     ) -> None:
-        self.listener.assigned = assigned
-        self.listener.revoked = revoked
+        self.rebalance.to(assigned, revoked)
 
     def read_partitions(
         self, topic: str, partitions: set[int]
