@@ -26,7 +26,7 @@ those. A command translates any of them into a one-line error at one boundary
 
 Signals that are not errors stay private to the code that raises and catches them:
 ``alerting.plain.NotPlain`` (a state that has no plain form: its snapshot is pickled and
-signed instead), ``consumers.control._ReaderFailed`` (a control-topic reader failure
+signed instead), ``consumers.control.reader._ReaderFailed`` (a control-topic reader failure
 already counted, the reader restarts) and ``producers.files._RowError`` (a bad row of a
 recorded file, yielded as an ``InvalidRow``).
 

@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 
 class AlertHook(Protocol):
-    """Silences and feedback (:class:`consumers.control.AlertControl`), on the loop's thread."""
+    """Silences and feedback (:class:`consumers.control.hook.AlertControl`) on the loop's thread."""
 
     def admit(self, alert: Alert) -> bool:
         """Whether ``alert`` is published (False: silenced, counted by the hook)."""

@@ -57,7 +57,7 @@ def silence(
     clock: Callable[[], float] = time.time,
 ) -> int:
     """``silence add|list|expire`` once the login is checked."""
-    from consumers.control import add_silence, expire_silence, list_silences
+    from consumers.control.commands import add_silence, expire_silence, list_silences
 
     if args.silence_action == "add":
         return add_silence(
@@ -83,6 +83,6 @@ def feedback_command(settings: Settings, args: argparse.Namespace) -> int:
 
 def feedback(settings: Settings, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """``feedback`` once the login is checked."""
-    from consumers.control import send_feedback
+    from consumers.control.commands import send_feedback
 
     return send_feedback(settings, args.alert_id, args.verdict, args.note, out=out)

@@ -12,7 +12,7 @@ from alerting.settings import ENV_PREFIX, Settings, load_settings
 from alerting.wiring import StopSignals, check_login, login_watch, serve_metrics
 
 if TYPE_CHECKING:
-    from consumers.forward import Forwarder
+    from consumers.forward.loop import Forwarder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,7 +39,8 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
 def run_forwarder(settings: Settings) -> int:
     """Forward on the configured cluster until SIGINT/SIGTERM or a refused login."""
     from alerting.metrics import Metrics
-    from consumers.forward import build_targets, forward
+    from consumers.forward.loop import forward
+    from consumers.forward.targets import build_targets
 
     build_targets(settings)  # no target or a wrong URL: a ConfigError before anything starts
     if not settings.kafka.bootstrap_servers:

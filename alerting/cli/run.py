@@ -34,7 +34,7 @@ def run_service(settings: Settings) -> int:
 
     from alerting.metrics import Metrics
     from alerting.state import SqliteColdStore, estimate_model_bytes
-    from consumers.control import build_control
+    from consumers.control.hook import build_control
     from consumers.health import BrokerWatchdog, require_broker
     from consumers.runner import LoopConfig, Service
     from producers.topics import ensure_topics

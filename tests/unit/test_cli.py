@@ -77,12 +77,12 @@ def test_a_kafka_client_error_escaping_a_command_becomes_one_line(
 ) -> None:
     from kafka.errors import KafkaTimeoutError
 
-    import consumers.control
+    import consumers.control.commands
 
     def bootstrap_fails(*args: object, **kwargs: object) -> int:
         raise KafkaTimeoutError("Unable to bootstrap from ['127.0.0.1:1']")
 
-    monkeypatch.setattr(consumers.control, "list_silences", bootstrap_fails)
+    monkeypatch.setattr(consumers.control.commands, "list_silences", bootstrap_fails)
     assert main(["silence", "list"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err

@@ -31,7 +31,7 @@ from alerting.processor import Processor
 from alerting.settings import load_settings
 from alerting.silences import Silence, new_silence
 from alerting.wiring import build_processor
-from consumers.control import AlertControl
+from consumers.control.hook import AlertControl
 from consumers.runner import LoopConfig, Service
 
 ALERTS = "test.alerts"

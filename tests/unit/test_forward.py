@@ -39,18 +39,16 @@ from alerting.embedded_broker import free_port
 from alerting.errors import ConfigError, DeliveryFailed
 from alerting.metrics import Metrics
 from alerting.retry import Backoff
-from alerting.settings import Settings, load_settings, redact_url
-from consumers.forward import (
+from alerting.settings import SIGNATURE_HEADER, Settings, load_settings, redact_url
+from consumers.forward.deadletters import DeadLetterLog
+from consumers.forward.http import post_checked, urllib_post
+from consumers.forward.loop import Forwarder
+from consumers.forward.mapping import alertmanager_alerts
+from consumers.forward.targets import (
     CLOUDEVENTS_JSON,
-    SIGNATURE_HEADER,
     AlertmanagerTarget,
-    DeadLetterLog,
-    Forwarder,
     WebhookTarget,
-    alertmanager_alerts,
     build_targets,
-    post_checked,
-    urllib_post,
 )
 
 TOPIC = "market.alerts"

@@ -157,7 +157,7 @@ def test_the_other_label_values_match_their_sources() -> None:
     ) == set(metrics.FEEDBACK_INVALID_REASONS)
     assert feedback.VERDICTS == metrics.VERDICTS
     assert get_args(FeedbackSettings.model_fields["action"].annotation) == metrics.PENALTY_ACTIONS
-    control_code = source("consumers/control.py")
+    control_code = source("consumers/control/*.py")
     assert set(re.findall(r'name="(\w+)"', control_code)) == set(metrics.CONTROL_READERS)
     reasons = set(re.findall(r'failures\.failed\(\s*"(\w+)"', control_code))
     assert reasons == set(metrics.READER_FAILURE_REASONS)

@@ -102,7 +102,7 @@ def test_the_silence_and_feedback_commands_run_up_to_the_broker(
     records they would write are valid, and say what the flags say. Writing to and
     reading from a real cluster is what tests/integration/test_silences_feedback.py does."""
     import alerting.cli.control
-    import consumers.control
+    import consumers.control.commands
     import consumers.kafka_python
     from alerting.feedback import VERDICT_ALIASES, Feedback, parse_feedback
     from alerting.silences import SilenceSet, parse_duration
@@ -113,7 +113,7 @@ def test_the_silence_and_feedback_commands_run_up_to_the_broker(
     producer = _Producer()
     monkeypatch.setattr(consumers.kafka_python, "producer_for", lambda *_, **__: producer)
     topic = SilenceSet()
-    monkeypatch.setattr(consumers.control, "read_silences", lambda *_, **__: topic)
+    monkeypatch.setattr(consumers.control.commands, "read_silences", lambda *_, **__: topic)
     now = 1_767_623_400.0
     commands = [argv for argv in _alerting_commands() if argv[0] in ("silence", "feedback")]
     assert {tuple(argv[:2]) for argv in commands if argv[0] == "silence"} == {

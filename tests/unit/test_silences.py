@@ -209,7 +209,7 @@ def test_topic_records_with_unsafe_patterns_are_refused_counted_and_logged(
     only; the refused ones are counted, the others apply."""
     from fakes import raw_record
 
-    from consumers.control import AlertControl
+    from consumers.control.hook import AlertControl
 
     metrics = Metrics(CollectorRegistry())
     control = AlertControl(metrics, clock=lambda: NOW + 1)
@@ -633,7 +633,7 @@ def reader_for(
     **kw: object,
 ) -> tuple[Any, list[bytes | None]]:
     from alerting.settings import load_settings
-    from consumers.control import TopicReader
+    from consumers.control.reader import TopicReader
 
     seen: list[bytes | None] = []
 
@@ -706,7 +706,7 @@ def test_each_failed_poll_is_counted_and_the_same_failure_logged_once_a_minute(
 def test_distinct_failures_are_each_logged_and_repeats_counted_in_the_next_line(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from consumers.control import FailureLog
+    from consumers.control.reader import FailureLog
 
     now = [0.0]
     counted: list[str] = []
@@ -749,7 +749,7 @@ def test_a_record_whose_handling_raises_is_counted_logged_and_skipped(
 
 
 def test_a_reader_thread_that_ends_is_replaced_from_the_consume_loop() -> None:
-    from consumers.control import AlertControl
+    from consumers.control.hook import AlertControl
 
     metrics = Metrics(CollectorRegistry())
     control = AlertControl(metrics)
