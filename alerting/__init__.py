@@ -1,7 +1,8 @@
-"""Streaming anomaly alerting: the pure core (schemas, settings, features, detectors, processor).
+"""Streaming anomaly alerting: the core (schemas, settings, features, detectors, processor)
+and, in ``alerting.cli`` and ``alerting.wiring``, the composition root.
 
-Nothing in this package imports a Kafka client; the adapters live in ``consumers`` and
-``producers``. See ``../shared/DESIGN.md`` for the map.
+Nothing in the core imports a Kafka client or an adapter; the adapters live in
+``consumers`` and ``producers``. See ``docs/ARCHITECTURE.md`` for the map.
 """
 
 __version__ = "0.1.0"

@@ -14,7 +14,7 @@ newer part W1 (both at least ``min_window_length`` long) is tested; when
 is dropped and the test is repeated; a drift is reported, and the next value starts a
 fresh window. These are River's ``ADWIN`` semantics with its parameters and defaults,
 and the same arithmetic in the same order, so the two report the same drifts on the same
-stream (``tests/unit/test_drift.py`` checks it on random streams); what differs is that
+stream (``tests/unit/alerting/test_drift.py`` checks it on random streams); what differs is that
 this one's state is a few lists of floats that :meth:`dump` writes and :meth:`load`
 reads, so a snapshot of it is plain data rather than a pickle of a compiled object.
 

@@ -12,7 +12,7 @@ algorithm, parameters and detections, with its state in plain data for the chang
 ``page_hinkley`` and ``kswin``
 (which tests every event: at River's default ``alpha`` of 0.005 it reports stationary
 noise within a few thousand events; use ``alpha`` around 1e-5).
-Measured delay (``tests/unit/test_drift.py``): a 2σ shift of the mean of a unit-variance
+Measured delay (``tests/unit/alerting/test_drift.py``): a 2σ shift of the mean of a unit-variance
 signal is reported within 50 events by ADWIN with its defaults, and 30 stationary
 streams of 4,000 values report nothing.
 

@@ -7,7 +7,7 @@ dashboard queries these names; renaming one means updating the dashboard and its
 Every series of a labelled counter whose label values are known in advance
 (:data:`KNOWN_SERIES`: invalid events by reason, refused snapshots by reason, ...) exists
 at 0 from the start, so a dashboard panel shows 0, not "No data", until the first one.
-tests/unit/test_metrics.py checks those label values against what the code can emit.
+tests/unit/alerting/test_metrics.py checks those label values against what the code can emit.
 
 >>> from prometheus_client import CollectorRegistry
 >>> m = Metrics(CollectorRegistry())

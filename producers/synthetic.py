@@ -121,7 +121,7 @@ _CRASH_SPREAD = 3  # and quotes this many times the usual spread
 _FAT_FINGER_SIZE = 1000.0  # a fat-fingered size, in usual sizes (times the intensity factor)
 
 # The realistic style (the default). Its stylized facts are checked against EUR/USD hourly
-# bars in tests/unit/test_synthetic.py: bars of 50 trades (each symbol standardized, five
+# bars in tests/unit/producers/test_synthetic.py: bars of 50 trades (each symbol standardized, five
 # symbols and two seeds pooled) have an excess kurtosis of 5.4 and |return|
 # autocorrelations of 0.20, 0.14, 0.06 at lags 1, 2, 5 (EUR/USD hourly: 10.9, and 0.16,
 # 0.12, 0.06); the Gaussian classic style: 0.1, and 0.01, 0.03, 0.01.

@@ -80,8 +80,8 @@ class DetectorSpec:
 #: events; each entity judged after its first 300 events): zscore's 6 σ is reached by
 #: about 1 normal event in 15 000, and every other default is the rounded score reached
 #: at that rate or less, also by young entities (their events 300-1 000, where loda and
-#: hst score higher than later). See ``tests/unit/test_shuttle.py``, which re-measures
-#: the false-alert side, for the numbers.
+#: hst score higher than later). See ``tests/unit/alerting/detectors/test_shuttle.py``,
+#: which re-measures the false-alert side, for the numbers.
 REGISTRY: dict[str, DetectorSpec] = {
     spec.name: spec
     for spec in (

@@ -707,9 +707,10 @@ class StandardAbsoluteDeviationDetector(_PerFeatureDetector):
 
     # The two methods below are the hot path of the default detector. With forgetting
     # statistics they do, inline, exactly what River's ``score_one`` / ``learn_one`` and
-    # the statistics' ``get`` / ``update`` do (tests/unit/test_conformance.py compares the
-    # two paths), without about ten Python calls per feature; with ``half_life = 0`` the
-    # statistics are River's own and the generic path runs.
+    # the statistics' ``get`` / ``update`` do (tests/unit/alerting/detectors/
+    # test_conformance.py compares the two paths), without about ten Python calls per
+    # feature; with ``half_life = 0`` the statistics are River's own and the generic path
+    # runs.
 
     def score_one(self, x: dict[str, float]) -> float:
         if not self.half_life:

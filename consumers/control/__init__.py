@@ -1,4 +1,5 @@
-"""Silences and feedback on Kafka: the background readers, the consume loop's hook, the CLI.
+"""Silences and feedback on Kafka: the background readers, the consume loop's hook, the
+commands' writes.
 
 Two control topics, read by every service instance in full (manual assignment of all
 partitions, no consumer group, so no instance misses a record):

@@ -17,7 +17,7 @@ from alerting.cli import build_parser
 from alerting.events import decode
 from alerting.settings import Settings, load_settings
 
-README = (Path(__file__).parents[2] / "README.md").read_text()
+README = (Path(__file__).parents[3] / "README.md").read_text()
 
 
 def _blocks(language: str) -> list[str]:

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fakes import FakeKafkaConsumer
 
 from alerting.alerts import DRIFT, FIRING, RESOLVED
 from alerting.cli import build_parser
 from alerting.cli.tail import alert_filter
 from alerting.settings import load_settings
 from consumers.subscriber import AlertFilter, format_alert, format_duration, render, tail
+from tests.unit.fakes import FakeKafkaConsumer
 
 RED, YELLOW, GREEN, CYAN, RESET = "\033[1;31m", "\033[33m", "\033[32m", "\033[36m", "\033[0m"
 

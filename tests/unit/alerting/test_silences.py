@@ -207,9 +207,8 @@ def test_topic_records_with_unsafe_patterns_are_refused_counted_and_logged(
 ) -> None:
     """A record written by anyone: its pattern is checked before it is compiled, by RE2
     only; the refused ones are counted, the others apply."""
-    from fakes import raw_record
-
     from consumers.control.hook import AlertControl
+    from tests.unit.fakes import raw_record
 
     metrics = Metrics(CollectorRegistry())
     control = AlertControl(metrics, clock=lambda: NOW + 1)
@@ -596,7 +595,7 @@ class FakeControlConsumer:
         pass
 
     def poll(self, timeout_ms: int = 0, max_records: int = 0) -> dict[object, list[object]]:
-        from fakes import raw_record
+        from tests.unit.fakes import raw_record
 
         if not self.script:
             time.sleep(0.005)

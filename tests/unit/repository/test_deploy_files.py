@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alerting.metrics import Metrics
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 RULES = PROMETHEUS / "rules"
 GRAFANA = ROOT / "deploy" / "grafana"

@@ -8,7 +8,6 @@ import pickle
 import random
 
 import pytest
-from fakes import FakePort
 from prometheus_client import CollectorRegistry
 
 from alerting.alerts import DRIFT, FIRING
@@ -20,6 +19,7 @@ from alerting.policy import AlertPolicy
 from alerting.processor import Processor
 from alerting.thresholds import FixedThreshold
 from consumers.runner import LoopConfig, Service
+from tests.unit.fakes import FakePort
 
 CHANGE = 2000
 LENGTH = 4000

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
-from fakes import FakePort
 from prometheus_client import CollectorRegistry
 
 from alerting.alerts import FIRING, RESOLVED
@@ -33,6 +32,7 @@ from alerting.silences import Silence, new_silence
 from alerting.wiring import build_processor
 from consumers.control.hook import AlertControl
 from consumers.runner import LoopConfig, Service
+from tests.unit.fakes import FakePort
 
 ALERTS = "test.alerts"
 
@@ -379,7 +379,7 @@ def test_time_is_rfc3339_in_records() -> None:
 def test_malformed_silence_records_are_logged_counted_and_skipped(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from fakes import raw_record
+    from tests.unit.fakes import raw_record
 
     clock = Clock()
     metrics = Metrics(CollectorRegistry())

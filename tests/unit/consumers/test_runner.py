@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fakes import ALERTS, DEFAULT_TOPIC, DLQ, Crash, FakePort, FakeRecord, build_service
 
 from alerting.alerts import FIRING, SourcePosition
 from alerting.detectors import RollingZScore
@@ -26,6 +25,7 @@ from alerting.thresholds import FixedThreshold
 from consumers.port import PERMANENT_ERROR_CODES
 from consumers.runner import Service
 from producers import dead_letters
+from tests.unit.fakes import ALERTS, DEFAULT_TOPIC, DLQ, Crash, FakePort, FakeRecord, build_service
 
 WARMUP = 5
 

@@ -721,7 +721,7 @@ def test_constructor_errors_name_the_parameter(kwargs: dict[str, float], paramet
 def test_the_order_of_the_factors_is_the_policys_own_check(
     kwargs: dict[str, float], message: str
 ) -> None:
-    # policy.* settings are checked by building the policy (tests/unit/test_settings.py)
+    # policy.* settings are checked by building the policy (tests/unit/alerting/test_settings.py)
     with pytest.raises(ValueError) as info:
         AlertPolicy(**kwargs)  # type: ignore[arg-type]
     assert str(info.value) == message

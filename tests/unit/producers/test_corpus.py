@@ -2,7 +2,7 @@
 
 The network is not needed here: archives are served from ``file://`` URLs of archives
 built in the test (the real ones are read by ``make bench-real`` and, for EUR/USD, by the
-``registry`` test in ``tests/unit/test_synthetic.py``).
+``registry`` test in ``tests/unit/producers/test_synthetic.py``).
 """
 
 from __future__ import annotations

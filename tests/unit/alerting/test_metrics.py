@@ -20,7 +20,7 @@ from alerting.processor import Processor
 from alerting.settings import FeedbackSettings
 from alerting.thresholds import FixedThreshold
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def source(*globs: str) -> str:

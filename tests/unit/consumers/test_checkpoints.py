@@ -8,7 +8,6 @@ import random
 from collections.abc import Callable
 
 import pytest
-from fakes import ALERTS, DEFAULT_TOPIC, DLQ, Crash, FakePort, FakeRecord, build_service
 
 from alerting.detectors import RollingZScore
 from alerting.errors import InvalidEvent
@@ -21,6 +20,7 @@ from alerting.state import CLOCK_QUORUM, SnapshotCodec
 from alerting.thresholds import FixedThreshold
 from consumers.runner import Service
 from producers import dead_letters
+from tests.unit.fakes import ALERTS, DEFAULT_TOPIC, DLQ, Crash, FakePort, FakeRecord, build_service
 
 CHANGELOG = "test.state"
 WARMUP = 5

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from fakes import FakeKafkaConsumer
 from kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
@@ -21,6 +20,7 @@ from alerting.settings import load_settings
 from consumers import kafka_python
 from consumers.kafka_python import _Listener, follow, read_to_high_watermark
 from consumers.rebalance import Rebalance
+from tests.unit.fakes import FakeKafkaConsumer
 
 TOPIC = "alerts"
 

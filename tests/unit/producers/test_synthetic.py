@@ -507,7 +507,7 @@ def test_the_default_mix_is_the_first_three_types() -> None:
 
 
 def test_the_catalogue_is_documented() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
     for anomaly in ANOMALY_TYPES:
         assert f"``{anomaly.name}``" in (synthetic.__doc__ or ""), anomaly.name
         assert f"| `{anomaly.name}` |" in readme, anomaly.name

@@ -235,7 +235,7 @@ def test_policy_settings_are_validated_and_named(policy: dict[str, float], named
 def test_the_units_check_their_settings_and_the_error_names_the_settings(
     overrides: dict[str, dict[str, object]], message: str
 ) -> None:
-    # the unit's own message (tests/unit/test_policy.py, test_thresholds.py), its
+    # the unit's own message (tests/unit/alerting/test_policy.py, test_thresholds.py), its
     # parameters named as settings; the values shown since the policy's check moved there
     with pytest.raises(ConfigError) as info:
         load_settings(**overrides)

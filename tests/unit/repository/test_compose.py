@@ -41,7 +41,7 @@ from alerting.embedded_broker import free_port
 from alerting.settings import ENV_PREFIX, Settings, load_settings
 from consumers.kafka_python import MAX_MESSAGE_BYTES
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

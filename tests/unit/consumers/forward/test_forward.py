@@ -1034,7 +1034,7 @@ def test_an_unwritable_dead_letter_log_is_refused_at_start(tmp_path: Path) -> No
 
 # ---------------------------------------------------------------- deploy files
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.mark.skipif(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = ("alerting", "consumers", "producers")
 ADAPTERS = ("consumers", "producers")
 KAFKA_CLIENTS = ("kafka", "confluent_kafka", "aiokafka")

@@ -187,7 +187,7 @@ MAX_FLAG_RATE = 5e-4
 def clean_market() -> list[tuple[str, dict[str, float]]]:
     # the registry's fixed default thresholds (threshold.kind = "fixed") were measured on
     # the classic market; the calibrated default decision has its own tests
-    # (tests/unit/test_calibration.py), on the realistic market too
+    # (tests/unit/alerting/test_calibration.py), on the realistic market too
     market = SyntheticMarket(symbols=5, seed=11, anomaly_rate=0.0, style="classic")
     states: dict[str, FeatureState] = {}
     out = []
