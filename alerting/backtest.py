@@ -3,7 +3,8 @@
 The events come in file order, read as ``alerting replay FILE`` reads them, with the same
 column flags (the CLI hands :func:`evaluate` a :class:`Recording`, ``producers.replay``'s
 ``LabelledFile``); they are decided on event time, as fast as possible, by the processor
-:func:`alerting.wiring.build_processor` builds from the settings, once per detector (and
+:func:`alerting.wiring.build_processor` builds from the settings (handed in by the
+command, so that this module imports no factory), once per detector (and
 settings file). No broker is involved. The figures come from :mod:`alerting.evaluation`;
 the report, which the CLI writes after :func:`evaluate`, from :mod:`alerting.report`.
 """
@@ -38,6 +39,7 @@ from alerting.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from alerting.events import Event
+    from alerting.processor import Processor
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +110,18 @@ def chart_value(event: Event) -> tuple[str, float]:
     return name, float(value)
 
 
-def replay(run: Run, events: Iterator[Event], total: int | None, progress: bool) -> None:
-    """Feed every event to a fresh processor, recording alerts, scores and thresholds."""
+def replay(
+    run: Run,
+    events: Iterator[Event],
+    total: int | None,
+    progress: bool,
+    build: Callable[[Settings], Processor],
+) -> None:
+    """Feed every event to a fresh processor (``build(run.settings)``: the factory the
+    service uses), recording alerts, scores and thresholds."""
     from alerting.progress import Progress
-    from alerting.wiring import build_processor
 
-    processor = build_processor(run.settings)
+    processor = build(run.settings)
     run.model_version = processor.model_version
     seed = processor.template.params().get("seed")
     run.seed = seed if isinstance(seed, int) else None
@@ -566,6 +574,7 @@ def evaluate(
     settings: Settings,
     plan: EvaluatePlan,
     open_data: Callable[[], Recording],
+    build: Callable[[Settings], Processor],
     out: TextIO | None = None,
 ) -> Evaluation:
     """Replay the data through every planned run, score it, and print the summary to ``out``
@@ -590,7 +599,7 @@ def evaluate(
     skipped: list[Skipped] = []  # the first run's; every run skips the same rows
     for n, run in enumerate(runs):
         events = recording.events(skipped if n == 0 else [])
-        replay(run, events, total, plan.progress)
+        replay(run, events, total, plan.progress, build)
     for item in skipped[:10]:
         log.warning("%s line %d skipped (%s): %s", data, item.line, item.reason, item.detail)
     if not runs[0].events:

@@ -21,8 +21,11 @@
         └── DeliveryFailed        one POST of ``alerting forward`` failed; ``retryable``
 
 The built-in base in parentheses is kept so that ``except ValueError`` still catches
-those. A command translates any of them into a one-line error at one boundary
-(``alerting.cli.main``), exit status 2 for a :class:`ConfigError`, 1 otherwise.
+those. The errors a person can act on become a one-line message at one boundary
+(``alerting.cli.main``): a :class:`ConfigError` with exit status 2, a
+:class:`BrokerError`, an :class:`InvalidEvent` or a bare :class:`AlertingError` with 1.
+The others are handled where they are raised (a refused snapshot is counted, a failed
+delivery retried); one that escapes is a bug, and keeps its traceback.
 
 Signals that are not errors stay private to the code that raises and catches them:
 ``alerting.plain.NotPlain`` (a state that has no plain form: its snapshot is pickled and

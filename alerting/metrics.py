@@ -1,8 +1,8 @@
 """Every Prometheus metric the service exports, in one place, with an injectable registry.
 
-Names follow DESIGN.md: namespace ``alerting_``, counters end in ``_total``, durations
-in ``_seconds``, and no entity key is ever a label (cardinality). The Grafana
-dashboard queries these names; renaming one means updating the dashboard and its test.
+Names follow the Prometheus conventions: namespace ``alerting_``, counters end in
+``_total``, durations in ``_seconds``, and no entity key is ever a label (cardinality).
+The Grafana dashboard queries these names; renaming one means updating the dashboard and its test.
 
 Every series of a labelled counter whose label values are known in advance
 (:data:`KNOWN_SERIES`: invalid events by reason, refused snapshots by reason, ...) exists

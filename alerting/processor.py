@@ -255,10 +255,6 @@ class Processor:
         if state.seen < self.warmup:
             self.warming_up -= 1
 
-    @property
-    def live_models(self) -> int:
-        return self.store.live
-
     def threshold_stats(self, sample: int = 1000) -> tuple[float, float, float] | None:
         """(min, median, max) of the current thresholds of up to ``sample`` live entities."""
         values = []

@@ -1,9 +1,11 @@
 """How long to wait before trying again: the one backoff of the project.
 
-Every retry loop (the forwarder's deliveries, the control readers and their supervisor,
-the service's commits, the corpus download) asks a :class:`Backoff` for its delay by
-attempt number, and waits on its own stop event, so that a stop is never held up by a
-sleep.
+Every retry loop that backs off (the forwarder's deliveries, the control readers and
+their supervisor, the corpus download) asks a :class:`Backoff` for its delay by attempt
+number; the threads wait on their stop event, so that a stop is not held up. The consume
+loop retries its broker calls (poll, publish, commit, restore) at the constant
+``service.retry_backoff_s``, waiting on its stop event too: an outage must not make the
+service slower to notice the broker is back.
 """
 
 from __future__ import annotations

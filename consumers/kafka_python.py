@@ -3,11 +3,12 @@
 - :func:`producer_for` and :func:`consumer_for` build every kafka-python client of the
   project from the settings (the service's, the forwarder's, ``tail``'s, the control
   readers', the replay producer's), so that security and timeouts are set in one place;
-- :func:`follow` reads every partition of a topic without a group from the beginning,
-  the true high watermark or the committed offsets, one poll at a time, until told to
+- :func:`follow` reads every partition of a topic without a group from the beginning
+  or the true high watermark, one poll at a time, until told to
   stop: ``alerting tail``, the control-topic readers and :func:`read_to_high_watermark`
   (the changelog restore) read through it. The service and the forwarder read in a
-  consumer group instead, with their own loops, and commit with :func:`commit_offsets`;
+  consumer group instead, with their own loops, and commit with :func:`commit_offsets`
+  (the forwarder through :class:`GroupSource`);
 - :class:`KafkaPort` is the :class:`~consumers.port.Port` on kafka-python: one consumer
   in a group, one producer, rebalances through :class:`~consumers.rebalance.Rebalance`.
 
@@ -109,9 +110,9 @@ def commit_offsets(consumer: KafkaConsumer, offsets: Mapping[tuple[str, int], in
     )
 
 
-#: where :func:`follow` starts: the oldest record, after the newest one (the true high
-#: watermark), or the consumer group's committed offsets (``auto_offset_reset`` without)
-START_AT = ("beginning", "end", "committed")
+#: where :func:`follow` starts: the oldest record, or after the newest one (the true high
+#: watermark)
+START_AT = ("beginning", "end")
 
 
 def wait_for_partitions(
@@ -407,3 +408,34 @@ class KafkaPort:
         finally:
             self.producer.close(timeout=5)
             self.consumer.close(autocommit=False)
+
+
+class GroupSource:
+    """One topic read in a consumer group with manual commits (the forwarder's
+    :class:`~consumers.forward.loop.Source`: the alerts topic, committed after delivery)."""
+
+    def __init__(self, consumer: Any, topic: str) -> None:
+        self.consumer = consumer
+        self.consumer.subscribe([topic])
+
+    def poll(self, max_records: int, timeout_ms: int) -> Sequence[Any]:
+        return records_of(self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records))
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        commit_offsets(self.consumer, offsets)
+
+    def keepalive(self) -> None:
+        # a poll with every partition paused keeps max_poll_interval_ms from expiring;
+        # a record it still returns (a partition assigned just now) is read again later
+        assigned = list(self.consumer.assignment())
+        self.consumer.pause(*assigned)
+        try:
+            batches = self.consumer.poll(timeout_ms=0)
+            for tp, records in batches.items():
+                if records:
+                    self.consumer.seek(tp, min(r.offset for r in records))
+        finally:
+            self.consumer.resume(*self.consumer.paused())
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)

@@ -98,7 +98,6 @@ class Service:
         self.metrics = metrics
         self.config = config
         self.clock = clock
-        self.model_bytes = model_bytes  # a start-time estimate per live model
         metrics.follow(processor, model_bytes)
         self.stop = threading.Event()
         self.batches = 0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from alerting import __version__
 from alerting.cli import admin, control, demo, evaluate, forward, replay, run, tail
-from alerting.errors import AlertingError, ConfigError
+from alerting.errors import AlertingError, BrokerError, ConfigError, InvalidEvent
 from alerting.settings import Settings, load_settings
 from alerting.wiring import EXIT_INTERRUPTED
 
@@ -128,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"alerting {args.command}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except AlertingError as exc:
+        if type(exc) is not AlertingError and not isinstance(exc, (BrokerError, InvalidEvent)):
+            raise  # raised to be handled where it happens: escaping here, it is a bug
         print(f"alerting {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

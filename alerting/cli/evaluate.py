@@ -104,12 +104,13 @@ def evaluate_plan(args: argparse.Namespace) -> EvaluatePlan:
 def command(settings: Settings, args: argparse.Namespace) -> int:
     from alerting.backtest import evaluate
     from alerting.report import write_report
+    from alerting.wiring import build_processor
     from producers.replay import LabelledFile
 
     plan = evaluate_plan(args)
     flags = column_flags(args)
     done = evaluate(  # offline: no broker, no Kafka client
-        settings, plan, lambda: LabelledFile(plan.data, flags, plan.label_column)
+        settings, plan, lambda: LabelledFile(plan.data, flags, plan.label_column), build_processor
     )
     if plan.output is not None:
         written = write_report(

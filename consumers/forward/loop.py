@@ -254,40 +254,6 @@ class Forwarder:
 # ---------------------------------------------------------------- Kafka source
 
 
-class KafkaSource:
-    """The alerts topic in the forwarder's consumer group, on kafka-python."""
-
-    def __init__(self, consumer: Any, topic: str) -> None:
-        self.consumer = consumer
-        self.consumer.subscribe([topic])
-
-    def poll(self, max_records: int, timeout_ms: int) -> Sequence[Any]:
-        from consumers.kafka_python import records_of
-
-        return records_of(self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records))
-
-    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        from consumers.kafka_python import commit_offsets
-
-        commit_offsets(self.consumer, offsets)
-
-    def keepalive(self) -> None:
-        # a poll with every partition paused keeps max_poll_interval_ms from expiring;
-        # a record it still returns (a partition assigned just now) is read again later
-        assigned = list(self.consumer.assignment())
-        self.consumer.pause(*assigned)
-        try:
-            batches = self.consumer.poll(timeout_ms=0)
-            for tp, records in batches.items():
-                if records:
-                    self.consumer.seek(tp, min(r.offset for r in records))
-        finally:
-            self.consumer.resume(*self.consumer.paused())
-
-    def close(self) -> None:
-        self.consumer.close(autocommit=False)
-
-
 # ---------------------------------------------------------------- the command
 
 
@@ -295,7 +261,7 @@ def forward(
     settings: Settings, metrics: Metrics, install_signals: Callable[[Forwarder], object]
 ) -> int:
     """Run the forwarder on the configured cluster until stopped."""
-    from consumers.kafka_python import consumer_for
+    from consumers.kafka_python import GroupSource, consumer_for
 
     f = settings.forward
     targets = build_targets(settings)
@@ -307,7 +273,7 @@ def forward(
         raise ConfigError(f"forward settings: {exc}") from None
     consumer = consumer_for(settings, f.group_id)
     forwarder = Forwarder(
-        KafkaSource(consumer, settings.topics.alerts),
+        GroupSource(consumer, settings.topics.alerts),
         targets,
         dead_letters,
         metrics,

@@ -16,7 +16,7 @@ from alerting.metrics import Metrics
 from alerting.policy import AlertPolicy
 from alerting.processor import Processor
 from alerting.records import Outgoing
-from alerting.state import CLOCK_QUORUM, SnapshotCodec
+from alerting.state import CLOCK_QUORUM, EntityState, SnapshotCodec
 from alerting.thresholds import FixedThreshold
 from consumers.runner import Service
 from producers import dead_letters
@@ -330,7 +330,7 @@ def test_revocation_checkpoints_before_dropping_the_partitions_state() -> None:
     service, metrics = make_service(port, processor, interval=NEVER)
     service.run_once()
     assert port.commits == []  # processed, not yet checkpointed
-    assert processor.live_models == 4
+    assert processor.store.live == 4
 
     port.rebalance(revoked={0, 1}, assigned={0})
     port.add_event(spike("a", START + 50), partition=0)
@@ -363,6 +363,20 @@ def test_revocation_checkpoints_before_dropping_the_partitions_state() -> None:
     assert value(metrics, "alerting_entities_warming_up") == 0
 
 
+def fresh_builds(processor: Processor) -> list[int]:
+    """From now on, counts (in its one item) the entity states ``processor``'s store
+    builds fresh: a restored entity is not one of them."""
+    count = [0]
+    make = processor.store.factory
+
+    def counted() -> EntityState:
+        count[0] += 1
+        return make()
+
+    processor.store.factory = counted
+    return count
+
+
 def test_a_new_member_restores_before_processing_its_first_records() -> None:
     port = warm_two_partitions()
     first, _ = make_service(port, interval=NEVER)
@@ -374,11 +388,13 @@ def test_a_new_member_restores_before_processing_its_first_records() -> None:
     port.restart()
     processor = make_processor()
     second, metrics = make_service(port, processor, interval=NEVER)
+    fresh = fresh_builds(processor)
     mark = len(port.history)
     assert second.run_once() == 2
     names = [name for name, _, _ in port.history[mark:]]
     assert names[:3] == ["assigned", "read", "poll"]
     # a and d, from the changelog, not fresh
+    assert fresh == [0]
     assert processor.store.get("a", 0, 0.0).seen > 1 and processor.store.get("d", 1, 0.0).seen > 1
     subjects = sorted(json.loads(m.value or b"")["subject"] for m in port.published_to(ALERTS))
     assert subjects == ["a", "d"]
@@ -585,8 +601,10 @@ def test_a_changelog_key_that_is_not_an_entity_is_skipped_and_counted() -> None:
     processor = make_processor()
     second, metrics = make_service(port, processor, interval=NEVER)
     port.add_event(Metric(entity="a", values={"load": 1.0}, time=START + 50), partition=0)
+    fresh = fresh_builds(processor)
     assert second.run_once() == 1
     assert value(metrics, "alerting_snapshots_refused_total", reason="bad_key") == 3
+    assert fresh == [0]
     assert processor.store.get("a", 0, 0.0).seen > 1  # "a" came back
     assert {m.key for m in port.published_to(CHANGELOG)} >= set(good)
 
@@ -606,6 +624,7 @@ def test_a_partition_whose_restore_failed_waits_for_its_state() -> None:
     port.read_failures_left = 2
     processor = make_processor()
     second, metrics = make_service(port, processor, interval=NEVER)
+    fresh = fresh_builds(processor)
     assert second.run_once() == 0  # assigned, restore failed: paused, nothing processed
     assert port.paused == {0, 1} and processor.store.live == 0
     assert value(metrics, "alerting_broker_errors_total", operation="restore") == 1
@@ -616,6 +635,7 @@ def test_a_partition_whose_restore_failed_waits_for_its_state() -> None:
     assert second.run_once() == 1  # restored, resumed, and the spike scored on its state
     assert port.paused == set()
     assert [json.loads(m.value or b"")["subject"] for m in port.published_to(ALERTS)] == ["a"]
+    assert fresh == [0]
     assert processor.store.get("a", 0, 0.0).seen > 1
     assert value(metrics, "alerting_broker_errors_total", operation="restore") == 2
 
@@ -688,8 +708,10 @@ def test_entities_idle_past_retention_are_tombstoned_at_the_checkpoint() -> None
     port.restart()
     again = retaining_processor(retention_s=500.0)
     second, metrics2 = make_service(port, again, interval=NEVER)
+    fresh = fresh_builds(again)
     second.run_once()
-    assert again.store.get("a", 0, 0.0).seen == 1  # a: fresh
+    assert fresh == [1]  # a: fresh, c restored
+    assert again.store.get("a", 0, 0.0).seen == 1
     assert again.store.get("c", 0, 0.0).seen == 9  # restored, then seen
     assert second.checkpoint()
     assert value(metrics2, "alerting_entities_stored") == 3  # a, c, d

@@ -57,12 +57,6 @@ def test_follow_from_the_end_starts_at_the_true_high_watermark() -> None:
     assert values(follow(consumer, TOPIC, "end", polls(1), partitions={0})) == [[]]
 
 
-def test_follow_from_committed_offsets_moves_nothing() -> None:
-    consumer = FakeKafkaConsumer({0: [b"a"]})
-    assert values(follow(consumer, TOPIC, "committed", polls(1))) == [[b"a"]]
-    assert not any(call.startswith("seek") for call in consumer.calls)
-
-
 def test_follow_given_partitions_reads_only_those_without_asking_the_metadata() -> None:
     consumer = FakeKafkaConsumer({0: [b"a"], 1: [b"b"], 2: [b"c"]})
     got = values(follow(consumer, TOPIC, "beginning", polls(1), partitions={2, 0}))
@@ -78,7 +72,7 @@ def test_follow_stopped_before_the_topic_exists_yields_nothing() -> None:
 
 
 def test_follow_rejects_an_unknown_start() -> None:
-    with pytest.raises(ValueError, match="start_at must be one of beginning, end, committed"):
+    with pytest.raises(ValueError, match="start_at must be one of beginning, end"):
         next(follow(FakeKafkaConsumer({0: []}), TOPIC, "latest", polls(1)))
 
 
