@@ -204,7 +204,7 @@ def test_trade_and_quote_explanations_read_as_price_size_and_spread() -> None:
 def test_apply_penalty_raises_the_threshold_for_event_time() -> None:
     proc = processor(AlertPolicy(resolve_after=0.0, repeat_after=0.0))
     assert proc.apply_penalty("cpu", 2.0, 0.0, 60.0) is False  # never seen
-    assert proc.live_models == 0  # and not created
+    assert proc.store.live == 0  # and not created
     feed(proc, "cpu", CALM)  # last seen at 29
     assert proc.apply_penalty("cpu", 2.0, mute_s=0.0, duration_s=60.0) is True
     assert feed(proc, "cpu", [(11.0, 30.0)]) == []  # under 6 × 2

@@ -218,7 +218,7 @@ def test_warming_up_counts_down_as_entities_pass_warm_up() -> None:
     for event in load_events("b", 5, start=1):
         proc.process(event)
     assert proc.warming_up == 0
-    assert proc.live_models == 2
+    assert proc.store.live == 2
 
 
 def spike_run(proc: Processor, entity: str = "cpu") -> tuple[Alert, ...]:
@@ -334,7 +334,7 @@ def test_lru_eviction_against_brute_force(warmup: int, max_entities: int, seed: 
             reference[entity] = moved_out.pop(entity, 0)
         reference[entity] += 1
         proc.process(Metric(entity=entity, values={"v": rng.random()}, time=i))
-        assert proc.live_models == len(reference) <= max_entities
+        assert proc.store.live == len(reference) <= max_entities
         assert proc.store.evictions == evictions
         assert proc.warming_up == sum(seen < warmup for seen in reference.values()), i
         assert [e for e, _ in proc.store] == list(reference)
@@ -353,7 +353,7 @@ def test_evicted_entity_comes_back_where_it_was() -> None:
     alerts = proc.process(Metric(entity="a", values={"load": 1e9}, time=100)).alerts  # a comes back
     assert proc.store.evictions == 2
     assert proc.warming_up == 0  # b moved out while warming up; a is past its warm-up
-    assert proc.live_models == 1
+    assert proc.store.live == 1
     assert [alert.entity for alert in alerts] == ["a"]  # past warm-up: it remembered
 
 
