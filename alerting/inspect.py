@@ -18,8 +18,8 @@ The guesses decide, in this order:
 - the kind: ``quote`` when a bid-like and an ask-like number are found, ``trade`` when a
   price-like and a size-like number are, else ``metric``;
 - the entity: a string field named like one (``sym``, ``symbol``, ``s``, ``host``…)
-  with fewer distinct values than records; else the record key (``@key``); else any
-  such low-cardinality string field;
+  with fewer distinct values than records (any, in fewer than ten records); else the
+  record key (``@key``); else any such low-cardinality string field;
 - the fields: the kind's by name, among numbers (numbers in strings count) for the
   numeric ones; a metric's ``values`` are the remaining numbers, as ``prefix.*`` when
   they are all the numbers directly under one object.
@@ -134,6 +134,8 @@ _KIND_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 #: the share of a field's occurrences that must be of one sort for a guess to use it
 _MOSTLY = 0.9
 _EPOCH_MIN = 1e8  # 1973 in seconds: smaller numbers are no epoch times
+#: below this many records, an entity-like name is enough (every value may be distinct)
+_FEW = 10
 
 
 def path_text(steps: Sequence[Step]) -> str | None:
@@ -454,9 +456,13 @@ def _time(inspection: Inspection, usable: list[FieldStats]) -> tuple[Line, Line 
 
 def _entity(inspection: Inspection, usable: list[FieldStats]) -> tuple[Line, str]:
     def low(f: FieldStats) -> bool:
-        return f.text and not f.many and len(f.distinct) < max(f.count, 2)
+        return f.text and not f.many and len(f.distinct) < f.count
 
-    named = [f for f in usable if low(f) and f.name.lower() in _ENTITY_NAMES]
+    def named_like(f: FieldStats) -> bool:
+        few = f.text and f.count < _FEW
+        return f.name.lower() in _ENTITY_NAMES and (few or low(f))
+
+    named = [f for f in usable if named_like(f)]
     named.sort(key=lambda f: (-inspection.share(f), _ENTITY_NAMES.index(f.name.lower())))
     if named:
         best = named[0]
