@@ -544,7 +544,8 @@ def _values(numbers: list[FieldStats]) -> Line:
     if not numbers:
         return Line("values", None, 'the numbers\' paths, as ["a.b", "c"], or "prefix.*"')
     parents = {f.steps[:-1] for f in numbers}
-    if len(parents) == 1 and len(numbers) > 1:
+    keyed = all(isinstance(f.steps[-1], str) for f in numbers)
+    if len(parents) == 1 and len(numbers) > 1 and keyed:
         parent = next(iter(parents))
         if parent and all(isinstance(s, str) for s in parent):
             prefix = path_text(parent)
