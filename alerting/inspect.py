@@ -360,8 +360,9 @@ class Inspector:
         self._records += 1
         if key is not None:
             self._keyed += 1
-            if len(self._keys) < SAMPLES:
-                self._keys.append(_cut(key.decode("utf-8", "replace"), CUT))
+            shown = _cut(key.decode("utf-8", "replace"), CUT)
+            if len(self._keys) < SAMPLES and shown not in self._keys:
+                self._keys.append(shown)
         if timestamp_ms is not None:
             self._stamped += 1
         for name, _ in headers:
@@ -602,7 +603,7 @@ def render_table(inspection: Inspection) -> str:
         head += f", {inspection.not_object} JSON but not objects"
     lines = [head]
     if inspection.bad_samples:
-        lines.append("  not objects, e.g.: " + " | ".join(inspection.bad_samples))
+        lines.append("  not JSON objects, e.g.: " + " | ".join(inspection.bad_samples))
     if inspection.keyed:
         lines.append(
             f"  keys: {inspection.keyed} of {inspection.records} records, e.g. "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,9 +54,11 @@ def topic_samples(
     max_records: int,
     from_beginning: bool = False,
     timeout_s: float = 15.0,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> list[Sample] | None:
-    """Up to ``max_records`` records of ``topic``, the last ones (or the first); None when
-    the topic has no partitions within ``timeout_s`` (it does not exist)."""
+    """Up to ``max_records`` records of ``topic``, the last ones (or the first), read
+    within ``timeout_s`` or until ``should_stop()``; None when the topic has no
+    partitions by then (it does not exist)."""
     from consumers.kafka_python import consumer_for, follow
 
     consumer = consumer_for(settings, group_id=None, auto_offset_reset="earliest")
@@ -84,7 +86,7 @@ def topic_samples(
         done = True
 
     def stop() -> bool:
-        return done or len(samples) >= max_records or time.monotonic() > deadline
+        return done or len(samples) >= max_records or time.monotonic() > deadline or should_stop()
 
     try:
         for batch in follow(

@@ -66,7 +66,13 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
         check_login(settings)
         refused = threading.Event()
         with login_watch(settings, on_refused=refused.set):
-            found = topic_samples(settings, target, args.max, from_beginning=args.from_beginning)
+            found = topic_samples(
+                settings,
+                target,
+                args.max,
+                from_beginning=args.from_beginning,
+                should_stop=refused.is_set,
+            )
         if found is None:
             raise AlertingError(f"topic {target} not found (no partitions in the metadata)")
         samples, topic, topic_why = found, target, ""
