@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alerting import __version__
-from alerting.cli import admin, control, demo, evaluate, forward, replay, run, tail
+from alerting.cli import admin, control, demo, evaluate, forward, inspect, replay, run, tail
 from alerting.errors import AlertingError, BrokerError, ConfigError, InvalidEvent
 from alerting.settings import Settings, load_settings
 from alerting.wiring import EXIT_INTERRUPTED
@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tail", help="print alerts as they arrive")
     tail.add_arguments(p)
     p.set_defaults(func=tail.command)
+
+    p = sub.add_parser(
+        "inspect", help="the fields of a topic's or a file's records, and a suggested [[inputs]]"
+    )
+    inspect.add_arguments(p)
+    p.set_defaults(func=inspect.command)
 
     p = sub.add_parser(
         "forward", help="deliver alerts to Alertmanager and/or a webhook (at-least-once)"
