@@ -38,6 +38,7 @@ alerting.errors.InvalidEvent: missing_field: missing field px in input desk.trad
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -139,29 +140,29 @@ def epoch_seconds(number: float, unit: str = "auto") -> float:
     (1733300000.0, 1733300000.123, 1733300.0)
     """
     if unit == "auto":
-        magnitude = abs(number)
-        unit = (
-            "ns"
-            if magnitude > 2e16
-            else "us"
-            if magnitude > 2e13
-            else "ms"
-            if magnitude > 2e10
-            else "s"
-        )
+        unit = _auto_unit(number)
     return number / {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[unit]
+
+
+def _auto_unit(number: float) -> str:
+    magnitude = abs(number)
+    if magnitude > 2e16:
+        return "ns"
+    if magnitude > 2e13:
+        return "us"
+    return "ms" if magnitude > 2e10 else "s"
 
 
 def _walk(obj: Any, steps: tuple[Step, ...]) -> Any:
     for step in steps:
-        if type(step) is str:
+        if isinstance(step, str):
             if not isinstance(obj, dict):
                 return _MISSING
             obj = obj.get(step, _MISSING)
             if obj is _MISSING:
                 return _MISSING
         else:
-            if not isinstance(obj, list) or step >= len(obj):  # type: ignore[operator]
+            if not isinstance(obj, list) or step >= len(obj):
                 return _MISSING
             obj = obj[step]
     return obj
@@ -204,9 +205,7 @@ def _getter(source: str, setting: str, allow_timestamp: bool = False) -> _Getter
 
         return header
     if source.startswith("@"):
-        raise InputError(
-            setting, f"unknown source {source!r}: @key, @timestamp or @header:NAME"
-        )
+        raise InputError(setting, f"unknown source {source!r}: @key, @timestamp or @header:NAME")
     try:
         steps = parse_path(source)
     except ValueError as exc:
@@ -248,9 +247,6 @@ class InputMapping:
                     f"unknown field for kind {spec.kind}; the fields are "
                     + ", ".join(required + optional),
                 )
-        for name in required:
-            if name not in spec.fields:
-                raise InputError(f"fields.{name}", f"required for kind {spec.kind}, not mapped")
         self._fields: list[tuple[str, str, _Getter, bool]] = []
         self._values: list[tuple[str, str, _Getter]] = []
         self._prefix: tuple[str, _Getter] | None = None
@@ -262,6 +258,9 @@ class InputMapping:
             if not isinstance(source, str):
                 raise InputError(setting, "a source is a string (a path, =VALUE, @key, ...)")
             self._fields.append((name, source, _getter(source, setting), name in required))
+        for name in required:
+            if name not in spec.fields:
+                raise InputError(f"fields.{name}", f"required for kind {spec.kind}, not mapped")
 
     def _compile_entity(self, source: str) -> tuple[str, _Getter]:
         if "{" not in source and "}" not in source:
@@ -350,7 +349,7 @@ class InputMapping:
 
     def _moment(self, value: Any) -> datetime:
         path = self._time_source
-        unit = "ms" if self._stamped else self._time_unit
+        unit: str = "ms" if self._stamped else self._time_unit
         kind = type(value)
         if kind is str and unit != "rfc3339":
             try:
@@ -376,16 +375,7 @@ class InputMapping:
         if not math.isfinite(value):
             raise self._fail("not_finite", path, f"expected a time, got {value}")
         if unit == "auto":
-            magnitude = abs(value)
-            unit = (
-                "ns"
-                if magnitude > 2e16
-                else "us"
-                if magnitude > 2e13
-                else "ms"
-                if magnitude > 2e10
-                else "s"
-            )
+            unit = _auto_unit(value)
         try:
             if kind is int:
                 if unit == "ns":
@@ -471,10 +461,8 @@ class InputMapping:
                 if kind is float or kind is int:
                     values[name] = float(found)
                 elif kind is str:
-                    try:
+                    with contextlib.suppress(ValueError):
                         values[name] = float(found)
-                    except ValueError:
-                        pass
             if not values:
                 raise InvalidEvent("missing_field", f"no numbers under {path} {self._where}")
             return values
