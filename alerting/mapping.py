@@ -43,10 +43,11 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from alerting.errors import InvalidEvent
 from alerting.events import Event, Metric, Quote, Trade
@@ -82,7 +83,6 @@ KIND_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 _NUMBERS = frozenset({"price", "size", "bid", "ask", "bid_size", "ask_size"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_UNIT_US = {"s": 1_000_000, "ms": 1_000, "us": 1}
 _MISSING: Any = object()
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
@@ -233,11 +233,16 @@ class InputMapping:
         self.topic = spec.topic
         self.kind = spec.kind
         self._model = _MODELS[spec.kind]
+        # the model's own validator, as Model(**data) runs it, without the call's overhead
+        self._validate = self._model.__pydantic_validator__.validate_python
         self._where = f"in input {spec.topic}"
         self._time_unit = spec.time_unit
         self._time_source = spec.time
         self._time = _getter(spec.time, "time", allow_timestamp=True)
         self._stamped = spec.time == "@timestamp"
+        fixed = "ms" if self._stamped else spec.time_unit
+        # a number in a fixed unit is converted in one step; "auto" and text take the slow path
+        self._divisor = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}.get(fixed, 0.0)
         self._entity_source, self._entity = self._compile_entity(spec.entity)
         required, optional = KIND_FIELDS[spec.kind]
         for name in spec.fields:
@@ -247,7 +252,8 @@ class InputMapping:
                     f"unknown field for kind {spec.kind}; the fields are "
                     + ", ".join(required + optional),
                 )
-        self._fields: list[tuple[str, str, _Getter, bool]] = []
+        self._entity_name = "entity" if spec.kind == "metric" else "symbol"
+        self._fields: list[tuple[str, str, _Getter, bool, bool]] = []
         self._values: list[tuple[str, str, _Getter]] = []
         self._prefix: tuple[str, _Getter] | None = None
         for name, source in spec.fields.items():
@@ -257,7 +263,9 @@ class InputMapping:
                 continue
             if not isinstance(source, str):
                 raise InputError(setting, "a source is a string (a path, =VALUE, @key, ...)")
-            self._fields.append((name, source, _getter(source, setting), name in required))
+            getter = _getter(source, setting)
+            self._fields.append((name, source, getter, name in required, name in _NUMBERS))
+        self._sources = {name: source for name, source, *_ in self._fields}
         for name in required:
             if name not in spec.fields:
                 raise InputError(f"fields.{name}", f"required for kind {spec.kind}, not mapped")
@@ -348,9 +356,22 @@ class InputMapping:
         raise self._fail("schema", path, f"expected a number, got {_show(value)}")
 
     def _moment(self, value: Any) -> datetime:
+        kind = type(value)
+        if kind is int or kind is float:
+            divisor = self._divisor
+            if not divisor and self._time_unit == "auto":
+                magnitude = value if value >= 0 else -value
+                divisor = (
+                    1.0 if magnitude <= 2e10 else 1e3 if magnitude <= 2e13
+                    else 1e6 if magnitude <= 2e16 else 1e9
+                )  # fmt: skip
+            if divisor:
+                try:
+                    return datetime.fromtimestamp(value / divisor, UTC)
+                except (OverflowError, ValueError, OSError):
+                    pass  # the slow path below says why
         path = self._time_source
         unit: str = "ms" if self._stamped else self._time_unit
-        kind = type(value)
         if kind is str and unit != "rfc3339":
             try:
                 value = float(value) if "." in value or "e" in value.lower() else int(value)
@@ -377,12 +398,8 @@ class InputMapping:
         if unit == "auto":
             unit = _auto_unit(value)
         try:
-            if kind is int:
-                if unit == "ns":
-                    return _EPOCH + timedelta(microseconds=value // 1000)
-                return _EPOCH + timedelta(microseconds=value * _UNIT_US[unit])
-            return _EPOCH + timedelta(seconds=epoch_seconds(value, unit))
-        except OverflowError:
+            return datetime.fromtimestamp(epoch_seconds(value, unit), UTC)
+        except (OverflowError, ValueError, OSError):
             raise self._fail(
                 "out_of_range", path, f"{value} ({unit}) is out of the supported time range"
             ) from None
@@ -398,8 +415,8 @@ class InputMapping:
         if value is None:
             raise InvalidEvent("empty", f"the record has no value (tombstone) {self._where}")
         try:
-            obj = json.loads(value)
-        except (ValueError, UnicodeDecodeError) as exc:
+            obj = from_json(value)
+        except ValueError as exc:
             raise InvalidEvent("not_json", f"{exc} {self._where}") from None
         return self.from_object(obj, key, timestamp_ms, headers)
 
@@ -418,32 +435,32 @@ class InputMapping:
         raw_time = self._time(obj, key, timestamp_ms, headers)
         if raw_time is _MISSING or raw_time is None:
             raise self._missing(self._time_source)
+        entity = self._entity(obj, key, timestamp_ms, headers)
         data: dict[str, Any] = {
-            "entity" if self.kind == "metric" else "symbol": self._text(
-                self._entity(obj, key, timestamp_ms, headers), self._entity_source
-            ),
+            self._entity_name: entity
+            if type(entity) is str
+            else self._text(entity, self._entity_source),
             "time": self._moment(raw_time),
         }
-        sources = {}
-        for name, path, getter, required in self._fields:
+        for name, path, getter, required, number in self._fields:
             found = getter(obj, key, timestamp_ms, headers)
-            if found is _MISSING or found is None:
+            kind = type(found)
+            if kind is float or (kind is str and not number):
+                data[name] = found
+            elif found is _MISSING or found is None:
                 if required:
                     raise self._missing(path)
-                continue
-            if name in _NUMBERS:
+            elif number:
                 data[name] = self._number(found, path)
-            elif type(found) is str:
-                data[name] = found
             else:
                 raise self._fail("schema", path, f"expected a string, got {_show(found)}")
-            sources[name] = path
-        if self.kind == "metric":
+        if self._values or self._prefix is not None:
             data["values"] = self._metric_values(obj, key, timestamp_ms, headers)
         try:
-            return self._model.model_validate(data)
+            event: Event = self._validate(data)
         except ValidationError as exc:
-            raise self._invalid(exc, sources) from None
+            raise self._invalid(exc) from None
+        return event
 
     def _metric_values(
         self, obj: Any, key: bytes | None, ts: int | None, headers: Headers
@@ -474,7 +491,7 @@ class InputMapping:
             raise self._missing(self._values[0][1])
         return values
 
-    def _invalid(self, exc: ValidationError, sources: Mapping[str, str]) -> InvalidEvent:
+    def _invalid(self, exc: ValidationError) -> InvalidEvent:
         from alerting.events import _REASONS
 
         first = exc.errors(include_url=False)[0]
@@ -488,7 +505,7 @@ class InputMapping:
         elif name == "values":
             path = "values" + (f".{loc[1]}" if len(loc) > 1 else "")
         else:
-            path = sources.get(name, name or "value")
+            path = self._sources.get(name, name or "value")
         got = first.get("input")
         shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
         return self._fail(reason, path, f"{first['msg']}{shown}")
