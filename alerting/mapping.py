@@ -213,6 +213,14 @@ def _getter(source: str, setting: str, allow_timestamp: bool = False) -> _Getter
     if len(steps) == 1 and type(steps[0]) is str:
         only = steps[0]
         return lambda obj, key, ts, headers: obj.get(only, _MISSING)
+    if len(steps) == 2 and isinstance(steps[0], str) and isinstance(steps[1], str):
+        outer, inner = steps
+
+        def nested(obj: Any, key: bytes | None, ts: int | None, headers: Headers) -> Any:
+            under = obj.get(outer)
+            return under.get(inner, _MISSING) if type(under) is dict else _MISSING
+
+        return nested
     return lambda obj, key, ts, headers: _walk(obj, steps)
 
 
@@ -253,7 +261,8 @@ class InputMapping:
                     + ", ".join(required + optional),
                 )
         self._entity_name = "entity" if spec.kind == "metric" else "symbol"
-        self._fields: list[tuple[str, str, _Getter, bool, bool]] = []
+        self._constants: dict[str, str | float] = {}
+        self._fields: list[tuple[str, str, str | None, _Getter, bool, bool]] = []
         self._values: list[tuple[str, str, _Getter]] = []
         self._prefix: tuple[str, _Getter] | None = None
         for name, source in spec.fields.items():
@@ -263,12 +272,31 @@ class InputMapping:
                 continue
             if not isinstance(source, str):
                 raise InputError(setting, "a source is a string (a path, =VALUE, @key, ...)")
+            number = name in _NUMBERS
+            if source.startswith("=") and len(source) > 1:
+                self._constants[name] = self._constant(setting, source[1:], number)
+                continue
             getter = _getter(source, setting)
-            self._fields.append((name, source, getter, name in required, name in _NUMBERS))
+            steps = parse_path(source) if not source.startswith("@") else ()
+            key = steps[0] if len(steps) == 1 and isinstance(steps[0], str) else None
+            self._fields.append((name, source, key, getter, name in required, number))
         self._sources = {name: source for name, source, *_ in self._fields}
+        self._sources.update({name: str(spec.fields[name]) for name in self._constants})
         for name in required:
             if name not in spec.fields:
                 raise InputError(f"fields.{name}", f"required for kind {spec.kind}, not mapped")
+
+    @staticmethod
+    def _constant(setting: str, text: str, number: bool) -> str | float:
+        if not number:
+            return text
+        try:
+            value = float(text)
+        except ValueError:
+            raise InputError(setting, f"the constant {text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise InputError(setting, f"the constant {text!r} is not a finite number")
+        return value
 
     def _compile_entity(self, source: str) -> tuple[str, _Getter]:
         if "{" not in source and "}" not in source:
@@ -436,20 +464,30 @@ class InputMapping:
         if raw_time is _MISSING or raw_time is None:
             raise self._missing(self._time_source)
         entity = self._entity(obj, key, timestamp_ms, headers)
-        data: dict[str, Any] = {
-            self._entity_name: entity
-            if type(entity) is str
-            else self._text(entity, self._entity_source),
-            "time": self._moment(raw_time),
-        }
-        for name, path, getter, required, number in self._fields:
-            found = getter(obj, key, timestamp_ms, headers)
+        data: dict[str, Any] = self._constants.copy()
+        data[self._entity_name] = (
+            entity if type(entity) is str else self._text(entity, self._entity_source)
+        )
+        data["time"] = self._moment(raw_time)
+        for name, path, simple, getter, required, number in self._fields:
+            found = (
+                obj.get(simple, _MISSING)
+                if simple is not None
+                else getter(obj, key, timestamp_ms, headers)
+            )
             kind = type(found)
-            if kind is float or (kind is str and not number):
+            if kind is float or kind is (int if number else str):
                 data[name] = found
             elif found is _MISSING or found is None:
                 if required:
                     raise self._missing(path)
+            elif number and kind is str:
+                try:
+                    data[name] = float(found)
+                except ValueError:
+                    raise self._fail(
+                        "schema", path, f"expected a number, got {_show(found)}"
+                    ) from None
             elif number:
                 data[name] = self._number(found, path)
             else:
