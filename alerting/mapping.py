@@ -44,7 +44,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import ValidationError
 from pydantic_core import from_json
@@ -53,13 +53,12 @@ from alerting.errors import InvalidEvent
 from alerting.events import Event, Metric, Quote, Trade
 from alerting.times import parse_rfc3339
 
-if TYPE_CHECKING:
-    from alerting.settings import InputSettings, Settings
-
 __all__ = [
     "KIND_FIELDS",
+    "HasInputs",
     "InputError",
     "InputMapping",
+    "InputSpec",
     "compile_input",
     "compile_inputs",
     "epoch_seconds",
@@ -85,6 +84,31 @@ _NUMBERS = frozenset({"price", "size", "bid", "ask", "bid_size", "ask_size"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MISSING: Any = object()
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+class InputSpec(Protocol):
+    """What a mapping is compiled from: ``alerting.settings.InputSettings`` (which imports
+    this module to check its blocks at start, hence a protocol, not an import)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def kind(self) -> Kind: ...
+    @property
+    def entity(self) -> str: ...
+    @property
+    def time(self) -> str: ...
+    @property
+    def time_unit(self) -> str: ...
+    @property
+    def fields(self) -> Mapping[str, str | list[str]]: ...
+
+
+class HasInputs(Protocol):
+    """The part of ``alerting.settings.Settings`` that :func:`compile_inputs` reads."""
+
+    @property
+    def inputs(self) -> Sequence[InputSpec]: ...
 
 
 class InputError(ValueError):
@@ -237,7 +261,7 @@ class InputMapping:
     topic: str
     kind: Kind
 
-    def __init__(self, spec: InputSettings) -> None:
+    def __init__(self, spec: InputSpec) -> None:
         self.topic = spec.topic
         self.kind = spec.kind
         self._model = _MODELS[spec.kind]
@@ -549,12 +573,12 @@ class InputMapping:
         return self._fail(reason, path, f"{first['msg']}{shown}")
 
 
-def compile_input(spec: InputSettings) -> InputMapping:
+def compile_input(spec: InputSpec) -> InputMapping:
     """The mapping of one ``[[inputs]]`` block; :class:`InputError` (a ValueError) naming
     the key in the block when it cannot work."""
     return InputMapping(spec)
 
 
-def compile_inputs(settings: Settings) -> dict[str, InputMapping]:
+def compile_inputs(settings: HasInputs) -> dict[str, InputMapping]:
     """Every ``[[inputs]]`` block compiled, by topic."""
     return {spec.topic: compile_input(spec) for spec in settings.inputs}
