@@ -202,7 +202,7 @@ def _utf8(raw: bytes | None) -> Any:
     try:
         return raw.decode()
     except UnicodeDecodeError:
-        return raw.decode(errors="replace")
+        return raw  # refused by the field's type check, which shows the bytes
 
 
 def _getter(source: str, setting: str, allow_timestamp: bool = False) -> _Getter:

@@ -147,6 +147,11 @@ def test_key_timestamp_and_headers() -> None:
     assert isinstance(event, Trade)
     assert (event.entity, event.size, event.venue) == ("MSFT", 3.0, None)
     assert event.time == T0.replace(microsecond=123000)
+    with pytest.raises(InvalidEvent, match="field @key in input k: expected a string") as bad:
+        mapping.decode(b'{"p": 2}', key=b"\xff", timestamp_ms=1, headers=[("size", b"1")])
+    assert bad.value.reason == "schema"
+    with pytest.raises(InvalidEvent, match="field @header:size in input k: expected a number"):
+        mapping.decode(b'{"p": 2}', key=b"A", timestamp_ms=1, headers=[("size", b"\xff")])
     with pytest.raises(InvalidEvent, match="missing field @key in input k"):
         mapping.decode(b'{"p": 2}', timestamp_ms=1, headers=[("size", b"1")])
     with pytest.raises(InvalidEvent, match="missing field @timestamp in input k"):
