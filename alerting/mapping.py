@@ -83,6 +83,7 @@ KIND_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 _NUMBERS = frozenset({"price", "size", "bid", "ask", "bid_size", "ask_size"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MISSING: Any = object()
+_DIVISORS = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
@@ -165,7 +166,7 @@ def epoch_seconds(number: float, unit: str = "auto") -> float:
     """
     if unit == "auto":
         unit = _auto_unit(number)
-    return number / {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[unit]
+    return number / _DIVISORS[unit]
 
 
 def _auto_unit(number: float) -> str:
@@ -274,7 +275,8 @@ class InputMapping:
         self._stamped = spec.time == "@timestamp"
         fixed = "ms" if self._stamped else spec.time_unit
         # a number in a fixed unit is converted in one step; "auto" and text take the slow path
-        self._divisor = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}.get(fixed, 0.0)
+        self._divisor = _DIVISORS.get(fixed, 0.0)
+        self._auto = fixed == "auto"
         self._entity_source, self._entity = self._compile_entity(spec.entity)
         required, optional = KIND_FIELDS[spec.kind]
         for name in spec.fields:
@@ -410,13 +412,7 @@ class InputMapping:
     def _moment(self, value: Any) -> datetime:
         kind = type(value)
         if kind is int or kind is float:
-            divisor = self._divisor
-            if not divisor and self._time_unit == "auto":
-                magnitude = value if value >= 0 else -value
-                divisor = (
-                    1.0 if magnitude <= 2e10 else 1e3 if magnitude <= 2e13
-                    else 1e6 if magnitude <= 2e16 else 1e9
-                )  # fmt: skip
+            divisor = self._divisor or (self._auto and _DIVISORS[_auto_unit(value)])
             if divisor:
                 try:
                     return datetime.fromtimestamp(value / divisor, UTC)
