@@ -60,8 +60,9 @@ lint: $(STAMP) ## ruff
 typecheck: $(STAMP) ## mypy --strict
 	$(BIN)/mypy
 
-bench: $(STAMP) ## throughput of `alerting run` on the embedded broker
+bench: $(STAMP) ## throughput of `alerting run` on the embedded broker; cost of the [[inputs]] mappings
 	$(BIN)/python benchmarks/bench_run.py
+	$(BIN)/python benchmarks/bench_mapping.py
 
 bench-detection: $(STAMP) ## every detector over the synthetic anomaly catalogue and Shuttle (~10 min)
 	$(BIN)/python benchmarks/detection/run.py

@@ -809,6 +809,33 @@ class ForwardSettings(_Section):
         return value
 
 
+class InputSettings(BaseModel):
+    """One declared input topic of a foreign shape and how its records map onto events
+    (``[[inputs]]``); compiled and checked at start by :mod:`alerting.mapping`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    topic: str = Field(
+        min_length=1, description="The input topic; also the input's name (--input)."
+    )
+    kind: Literal["trade", "quote", "metric"] = Field(description="The kind of event.")
+    entity: str = Field(
+        min_length=1,
+        description="A field path, '@key' (the record key) or a template '{venue}:{sym}'.",
+    )
+    time: str = Field(
+        min_length=1, description="A field path, or '@timestamp' (the record timestamp, ms)."
+    )
+    time_unit: Literal["auto", "s", "ms", "us", "ns", "rfc3339"] = Field(
+        "auto", description="How the time reads; auto: numbers by magnitude, text RFC 3339."
+    )
+    fields: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="The kind's fields by path, '=CONSTANT' or '@header:NAME'; a metric's "
+        "values: a list of paths or a prefix 'metrics.*'.",
+    )
+
+
 class Settings(BaseSettings):
     """The root of all settings."""
 
@@ -858,6 +885,11 @@ class Settings(BaseSettings):
     forward: ForwardSettings = Field(
         default_factory=lambda: ForwardSettings(),
         description="Forwarding alerts to Alertmanager and webhooks.",
+    )
+    inputs: list[InputSettings] = Field(
+        default_factory=list,
+        description="Declared input topics of a foreign shape ([[inputs]]); none: the "
+        "native schema on topics.events.",
     )
 
     @classmethod
@@ -929,9 +961,35 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
             return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
     try:
-        return _FromFile(**overrides)
+        settings = _FromFile(**overrides)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, path)) from None
+    _check_inputs(settings.inputs, path)
+    return settings
+
+
+def _input_source(path: Path | str | None) -> str:
+    return f"env {ENV_PREFIX}INPUTS" + (f" or [[inputs]] in {path}" if path else "")
+
+
+def _check_inputs(inputs: list[InputSettings], path: Path | str | None) -> None:
+    """Compile every input once, so a mapping that cannot work fails at start."""
+    from alerting.mapping import InputError, compile_input
+
+    seen: dict[str, int] = {}
+    for index, spec in enumerate(inputs):
+        if spec.topic in seen:
+            raise ConfigError(
+                f"setting inputs[{index}].topic (input {spec.topic}): the topic is already "
+                f"inputs[{seen[spec.topic]}]; declare each topic once"
+            )
+        seen[spec.topic] = index
+        try:
+            compile_input(spec)
+        except InputError as exc:
+            raise ConfigError(
+                f"setting inputs[{index}].{exc.setting} (input {spec.topic}): {exc.problem}"
+            ) from None
 
 
 def _explain(exc: ValidationError, path: Path | str | None) -> str:
@@ -940,8 +998,22 @@ def _explain(exc: ValidationError, path: Path | str | None) -> str:
         loc = tuple(error["loc"])
         dotted = ".".join(str(part) for part in loc) or "settings"
         source = f" (env {_env_name(loc)}" + (f" or [{loc[0]}] in {path})" if path else ")")
+        if loc[:1] == ("inputs",) and len(loc) > 1 and isinstance(loc[1], int):
+            dotted = f"inputs[{loc[1]}]" + "".join(f".{part}" for part in loc[2:])
+            topic = _topic_of(exc, loc[1])
+            source = f" ({f'input {topic}; ' if topic else ''}{_input_source(path)})"
         lines.append(f"setting {dotted}{source}: {error['msg']}{_got(loc, error.get('input'))}")
     return "invalid settings: " + "; ".join(lines)
+
+
+def _topic_of(exc: ValidationError, index: int) -> str | None:
+    """The topic of the ``index``-th input in the data that failed, when it has one."""
+    for error in exc.errors(include_url=False):
+        if tuple(error["loc"][:2]) == ("inputs", index) and isinstance(error.get("input"), dict):
+            topic = error["input"].get("topic")
+            if isinstance(topic, str):
+                return topic
+    return None
 
 
 def _got(loc: tuple[Any, ...], value: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from alerting.errors import AlertingError
 from alerting.settings import ENV_PREFIX, Settings
@@ -26,6 +27,7 @@ def show_config(settings: Settings, as_json: bool) -> int:
         print(json.dumps(data, indent=2, sort_keys=True))
         return 0
     # valid TOML, usable as a --config file; unset values are shown commented out
+    inputs = data.pop("inputs", [])
     for section, values in data.items():
         print(f"[{section}]")
         for key, value in values.items():
@@ -33,7 +35,26 @@ def show_config(settings: Settings, as_json: bool) -> int:
             line = f"# {key} = (unset)" if value is None else f"{key} = {json.dumps(value)}"
             print(f"{line:44} # {env}")
         print()
+    _print_inputs(inputs)
     return 0
+
+
+def _print_inputs(inputs: list[dict[str, Any]]) -> None:
+    """The ``[[inputs]]`` blocks as TOML arrays of tables (``ALERTING__INPUTS`` is JSON)."""
+    if not inputs:
+        print(f"# [[inputs]]: none, the native schema on topics.events   # {ENV_PREFIX}INPUTS")
+        return
+    for spec in inputs:
+        print(f"[[inputs]]{'':34} # {ENV_PREFIX}INPUTS (a JSON list)")
+        fields = spec.get("fields") or {}
+        for key, value in spec.items():
+            if key != "fields":
+                print(f"{key} = {json.dumps(value)}")
+        if fields:
+            print("[inputs.fields]")
+            for key, value in fields.items():
+                print(f"{json.dumps(key)} = {json.dumps(value)}")
+        print()
 
 
 def add_broker_arguments(p: argparse.ArgumentParser) -> None:

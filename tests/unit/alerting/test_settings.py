@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import get_args, get_origin
 
 import pytest
 from pydantic import BaseModel
@@ -371,6 +372,8 @@ def _sections() -> list[tuple[str, type[BaseModel]]]:
     out = []
     for name, info in Settings.model_fields.items():
         section = info.annotation
+        if get_origin(section) is list:  # [[inputs]]: a list of blocks of one section type
+            (section,) = get_args(section)
         assert isinstance(section, type)
         assert issubclass(section, BaseModel), name
         out.append((name, section))
@@ -451,3 +454,140 @@ def test_oauthbearer_is_refused_until_there_is_a_token_provider(client: str) -> 
     for mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
         ok = load_settings(kafka={"security_protocol": "SASL_SSL", "sasl_mechanism": mechanism})
         assert ok.kafka.sasl_mechanism == mechanism
+
+
+# [[inputs]]: declared input topics, checked at start
+
+_DESK = {
+    "topic": "desk.trades",
+    "kind": "trade",
+    "entity": "sym",
+    "time": "ts",
+    "fields": {"price": "px", "size": "qty"},
+}
+
+
+def _desk(**changes: object) -> dict[str, object]:
+    return {**_DESK, **changes}
+
+
+def test_no_inputs_by_default() -> None:
+    assert load_settings().inputs == []
+
+
+def test_inputs_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[inputs]]\ntopic = "desk.trades"\nkind = "trade"\nentity = "sym"\ntime = "ts"\n'
+        '[inputs.fields]\nprice = "px"\nsize = "qty"\nvenue = "=XNAS"\n'
+        '[[inputs]]\ntopic = "metrics"\nkind = "metric"\nentity = "host"\n'
+        'time = ".@timestamp"\n[inputs.fields]\nvalues = "metrics.*"\n'
+    )
+    s = load_settings(path)
+    assert [i.topic for i in s.inputs] == ["desk.trades", "metrics"]
+    assert s.inputs[0].fields["venue"] == "=XNAS" and s.inputs[0].time_unit == "auto"
+    assert s.inputs[1].fields == {"values": "metrics.*"}
+
+
+def test_inputs_from_env_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setenv("ALERTING__INPUTS", json.dumps([_DESK]))
+    s = load_settings()
+    assert s.inputs[0].topic == "desk.trades" and s.inputs[0].fields["price"] == "px"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            _desk(fields={"price": "px..x", "size": "qty"}),
+            "setting inputs[0].fields.price (input desk.trades): bad path 'px..x': empty segment",
+        ),
+        (
+            _desk(fields={"size": "qty"}),
+            "setting inputs[0].fields.price (input desk.trades): required for kind trade",
+        ),
+        (
+            _desk(fields={"price": "px", "size": "qty", "bid": "b"}),
+            "setting inputs[0].fields.bid (input desk.trades): unknown field for kind trade",
+        ),
+        (_desk(entity="a[x]"), "setting inputs[0].entity (input desk.trades): bad path"),
+        (_desk(entity="{a}:{"), "setting inputs[0].entity (input desk.trades): bad template"),
+        (_desk(time="t[-1]"), "setting inputs[0].time (input desk.trades): bad path"),
+        (_desk(time="@nope"), "setting inputs[0].time (input desk.trades): unknown source"),
+        (
+            _desk(fields={"price": "@timestamp", "size": "qty"}),
+            "setting inputs[0].fields.price (input desk.trades): @timestamp is only",
+        ),
+        (
+            _desk(kind="metric", fields={"values": "metrics"}),
+            "setting inputs[0].fields.values (input desk.trades): a list of paths, or a prefix",
+        ),
+        (
+            _desk(kind="metric", fields={"values": []}),
+            "setting inputs[0].fields.values (input desk.trades): an empty list",
+        ),
+        (
+            _desk(kind="metric", fields={"values": ["a.cpu", "b.cpu"]}),
+            "setting inputs[0].fields.values (input desk.trades): 'a.cpu' and 'b.cpu'",
+        ),
+        (_desk(kind="trad"), "setting inputs[0].kind (env ALERTING__INPUTS): Input should be"),
+        (_desk(time_unit="h"), "setting inputs[0].time_unit (env ALERTING__INPUTS)"),
+        ({"topic": "desk.trades", "kind": "trade", "time": "ts"}, "inputs[0].entity (input "),
+        (_desk(extra=1), "setting inputs[0].extra"),
+        (_desk(topic=""), "setting inputs[0].topic"),
+    ],
+)
+def test_a_mapping_that_cannot_work_fails_at_start(spec: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(inputs=[spec])
+    assert message in str(caught.value)
+
+
+def test_an_input_error_names_its_index() -> None:
+    with pytest.raises(ConfigError, match=r"inputs\[1\]\.fields\.size \(input b\)"):
+        load_settings(inputs=[_desk(topic="a"), _desk(topic="b", fields={"price": "p"})])
+
+
+def test_duplicate_input_topics_are_refused() -> None:
+    with pytest.raises(
+        ConfigError, match=r"inputs\[1\]\.topic \(input desk\.trades\).*inputs\[0\]"
+    ):
+        load_settings(inputs=[_DESK, _DESK])
+
+
+def test_config_prints_inputs_as_toml_that_loads_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alerting.cli.admin import show_config
+
+    inputs = [
+        _desk(entity="{venue}:{sym}", fields={"price": "px", "size": "qty", "venue": "=XNAS"}),
+        {
+            "topic": "metrics",
+            "kind": "metric",
+            "entity": "host",
+            "time": ".@timestamp",
+            "time_unit": "rfc3339",
+            "fields": {"values": ["metrics.cpu", "metrics.mem"]},
+        },
+    ]
+    settings = load_settings(inputs=inputs)
+    show_config(settings, as_json=False)
+    path = tmp_path / "printed.toml"
+    path.write_text(capsys.readouterr().out)
+    again = load_settings(path)
+    assert again.inputs == settings.inputs
+    assert again.model_dump() == settings.model_dump()
+
+
+def test_config_without_inputs_still_loads_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alerting.cli.admin import show_config
+
+    show_config(load_settings(), as_json=False)
+    path = tmp_path / "printed.toml"
+    path.write_text(capsys.readouterr().out)
+    assert load_settings(path).inputs == []

@@ -832,10 +832,13 @@ def _secret_fields() -> list[tuple[str, str, Any]]:
     def holds(declared: Any) -> bool:
         return declared is SecretStr or any(holds(arg) for arg in get_args(declared))
 
+    def model(declared: Any) -> Any:  # [[inputs]] is a list of sections
+        return get_args(declared)[0] if get_origin(declared) is list else declared
+
     return [
         (section, name, field.annotation)
         for section, sfield in Settings.model_fields.items()
-        for name, field in sfield.annotation.model_fields.items()  # type: ignore[union-attr]
+        for name, field in model(sfield.annotation).model_fields.items()
         if holds(field.annotation)
     ]
 
