@@ -3,8 +3,9 @@ JSONL file (``.gz`` too), as :class:`Sample` values for :class:`alerting.inspect
 
 The last N of a topic are read without a group: every partition is moved to its true
 high watermark (:func:`consumers.kafka_python.seek_to_high_watermark`, as tansu's
-ListOffsets answers the last batch's base offset + 1), then back by ``ceil(N /
-partitions)``, never before the partition's beginning, and read up to where it was.
+ListOffsets answers the last batch's base offset + 1), then back by its share of N
+(:func:`spread`: even while every partition holds enough, a short one's rest going to
+the others), and read up to where it was.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from alerting.settings import Settings
 
-__all__ = ["Sample", "file_samples", "is_file", "topic_samples"]
+__all__ = ["Sample", "file_samples", "is_file", "spread", "topic_samples"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,29 @@ def file_samples(path: Path, max_records: int, from_beginning: bool = True) -> l
     return samples if from_beginning else samples[-max_records:]
 
 
+def spread(total: int, held: Sequence[int]) -> list[int]:
+    """How many of ``total`` records to take from each partition holding ``held`` records:
+    as even as they allow.
+
+    >>> spread(30, [40, 40, 40]), spread(30, [60, 0, 60]), spread(30, [5, 100, 2])
+    ([10, 10, 10], [15, 0, 15], [5, 23, 2])
+    >>> spread(10, [3, 3])
+    [3, 3]
+    """
+    shares = [0] * len(held)
+    left = total
+    open_ = [i for i, n in enumerate(held) if n > 0]
+    while left > 0 and open_:
+        each = math.ceil(left / len(open_))
+        for i in list(open_):
+            take = min(each, held[i] - shares[i], left)
+            shares[i] += take
+            left -= take
+            if shares[i] == held[i]:
+                open_.remove(i)
+    return shares
+
+
 def topic_samples(
     settings: Settings,
     topic: str,
@@ -74,12 +98,15 @@ def topic_samples(
         assigned = list(consumer.assignment())
         if from_beginning:
             return
-        per_partition = math.ceil(max_records / max(len(assigned), 1))
         beginnings = consumer.beginning_offsets(assigned)
-        for tp in assigned:
-            high = consumer.position(tp)
+        highs = [consumer.position(tp) for tp in assigned]
+        held = [
+            max(0, high - (beginnings.get(tp) or 0))
+            for tp, high in zip(assigned, highs, strict=True)
+        ]
+        for tp, high, share in zip(assigned, highs, spread(max_records, held), strict=True):
             until[tp] = high
-            consumer.seek(tp, max(beginnings.get(tp) or 0, high - per_partition))
+            consumer.seek(tp, high - share)
 
     def finished() -> None:
         nonlocal done

@@ -43,16 +43,22 @@ def values(samples: list[Sample] | None) -> list[bytes | None]:
     return sorted(s.value for s in samples)  # type: ignore[type-var]
 
 
-def test_the_last_n_are_the_last_ceil_n_over_p_of_each_partition(consumer: list[Consumer]) -> None:
+def test_the_last_n_are_spread_over_the_partitions(consumer: list[Consumer]) -> None:
     log = {0: [b"a0", b"a1", b"a2", b"a3"], 1: [b"b0", b"b1", b"b2"], 2: [b"c0"]}
     consumer.append(Consumer(log))
     read = topic_samples(load_settings(), "t", 4)
-    # ceil(4 / 3) = 2 per partition, never before the beginning: 5 read, the first 4 kept
-    assert len(read or []) == 4
-    assert set(values(read)) <= {b"a2", b"a3", b"b1", b"b2", b"c0"}
+    # shares of 4 over partitions holding 4, 3 and 1: 2, 2 and 0, each the newest
+    assert sorted(values(read)) == [b"a2", b"a3", b"b1", b"b2"]
     # tansu's ListOffsets answers one short: the rewind starts from the true high watermark
     assert "seek 0 2" in consumer[0].calls and "seek 1 1" in consumer[0].calls
-    assert "seek 2 0" in consumer[0].calls and consumer[0].closed
+    assert "seek 2 1" in consumer[0].calls and consumer[0].closed
+
+
+def test_a_short_partition_leaves_its_share_to_the_others(consumer: list[Consumer]) -> None:
+    consumer.append(Consumer({0: [b"a%d" % i for i in range(20)], 1: [], 2: [b"c0", b"c1"]}))
+    read = topic_samples(load_settings(), "t", 12)
+    assert len(read or []) == 12  # ceil(12 / 3) per partition would read 4 + 0 + 2
+    assert {b"c0", b"c1"} <= set(values(read))
 
 
 def test_the_last_n_of_a_short_topic_are_all_of_it(consumer: list[Consumer]) -> None:
