@@ -10,8 +10,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-
-from tests.integration.kafkastack import Stack
+from kafkastack import Stack
 
 
 def desk(rng: random.Random, i: int) -> dict[str, Any]:
