@@ -234,3 +234,40 @@ def test_the_blocks_inspect_suggests_run_as_they_are(stack: Stack, tmp_path: Pat
         run_input(stack, config, topic, "--input", topic)
         check_alerts(stack, topic, shape)
         check_dead_letter(stack, topic, shape)
+
+
+def test_a_recording_replayed_with_input_alerts_as_the_live_topic(
+    stack: Stack, tmp_path: Path
+) -> None:
+    name = "exchange.trades"
+    shape = SHAPES[name]
+    topic = f"{name}.{stack.group}"
+    config = tmp_path / "alerting.toml"
+    config.write_text(block_toml(topic, shape.block))
+    recording = tmp_path / "exchange.jsonl"
+    recording.write_bytes(b"".join(value + b"\n" for _, value in records(shape)))
+    replay = stack.cli(
+        "--config",
+        str(config),
+        "replay",
+        str(recording),
+        "--input",
+        topic,
+        "--fast",
+        "--no-progress",
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert "line 151 skipped (missing_field): missing field data.p in input" in replay.stderr
+    published = stack.read_all(topic)
+    assert len(published) == ORDINARY + 10  # the refused line is not published
+    first = published[0]
+    assert first.key.decode() in shape.entities and b'"data"' in first.value
+    ends = stack.log_end(topic)
+    service = stack.start("--config", str(config), "run", **SERVICE_ENV)
+    try:
+        stack.wait_for(
+            lambda: stack.committed(topic, f"{stack.group}.{topic}") == ends, 60, "committed"
+        )
+    finally:
+        assert stop(service) == 0, stack.log()
+    check_alerts(stack, topic, shape)
