@@ -25,6 +25,7 @@ from alerting.settings import ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
     from alerting.embedded_broker import EmbeddedBroker
+    from alerting.mapping import InputMapping
     from alerting.metrics import Metrics
     from alerting.processor import Processor
     from alerting.state import ColdStore
@@ -126,6 +127,54 @@ def require_signing_key(settings: Settings) -> None:
             f"{ENV_PREFIX}STATE__SIGNING_KEY (a secret of at least 16 characters), or "
             f"{ENV_PREFIX}STATE__TRUST_CHANGELOG=true if nobody but the service can write it"
         )
+
+
+def select_input(settings: Settings, topic: str | None) -> tuple[Settings, InputMapping | None]:
+    """The settings one process runs with, and the mapping of the input it reads.
+
+    With no ``[[inputs]]`` the settings are returned as they are (the native schema on
+    ``topics.events``; ``topic`` must then be None). Otherwise the process reads one input:
+    ``topic`` (``--input``), or the only one declared. Its copy of the settings reads that
+    topic in the group ``<service.group_id>.<topic>`` with the changelog ``<topic>.state``,
+    so processes of different inputs never share a group, a changelog or a cold store
+    (named after the group), and co-partitioning and restore hold per input as they do for
+    ``topics.events``. The mapping is compiled here, once.
+    """
+    from alerting.mapping import compile_input
+
+    inputs = {spec.topic: spec for spec in settings.inputs}
+    if not inputs:
+        if topic is not None:
+            raise ConfigError(
+                f"--input {topic}: no [[inputs]] are declared; declare one in the settings "
+                f"file or {ENV_PREFIX}INPUTS, or drop --input to read topics.events"
+            )
+        return settings, None
+    names = ", ".join(inputs)
+    if topic is None:
+        if len(inputs) > 1:
+            raise ConfigError(
+                f"{len(inputs)} [[inputs]] are declared ({names}); one process reads one: "
+                "pick it with --input TOPIC"
+            )
+        (topic,) = inputs
+    spec = inputs.get(topic)
+    if spec is None:
+        raise ConfigError(f"--input {topic}: no such input; the [[inputs]] are: {names}")
+    try:
+        mapping = compile_input(spec)
+    except ValueError as exc:  # load_settings checked it: only settings built in code get here
+        raise ConfigError(f"setting inputs (input {topic}): {exc}") from None
+    group = f"{settings.service.group_id}.{topic}"
+    derived = settings.model_copy(
+        update={
+            "topics": settings.topics.model_copy(
+                update={"events": topic, "changelog": f"{topic}.state"}
+            ),
+            "service": settings.service.model_copy(update={"group_id": group}),
+        }
+    )
+    return derived, mapping
 
 
 def build_processor(settings: Settings, cold: ColdStore | None = None) -> Processor:

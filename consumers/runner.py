@@ -27,6 +27,12 @@ Before decoding, a record whose value is over ``max_event_bytes`` is dead-letter
 stub (reason ``too_large``); after, an event dated more than ``max_time_ahead_s`` ahead
 of the injected wall clock (read once per batch) is dead-lettered (``future_time``): one
 such event would otherwise move event time ahead and expire every entity.
+
+Records are decoded as native events (:func:`alerting.events.decode`) unless the loop is
+given a ``decoder``: the compiled mapping of a declared input
+(:meth:`alerting.mapping.InputMapping.decode`), which also reads the record's key,
+timestamp and headers. A record it refuses is dead-lettered like any invalid one, with
+the mapping's reason and detail (``missing field data.p in input desk.trades``).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from typing import Protocol
 
 from alerting.alerts import Alert, SourcePosition
 from alerting.errors import InvalidEvent
-from alerting.events import decode
+from alerting.events import Event, decode
 from alerting.metrics import Metrics
 from alerting.processor import Processor
 from alerting.records import InputRecord, Outgoing, UnreadableRecord
@@ -50,6 +56,11 @@ from consumers.port import DeliveryError, Port, Refusal
 from producers.dead_letters import dead_letter, is_stub, stub
 
 log = logging.getLogger(__name__)
+
+#: a declared input's decoder: (value, key, timestamp_ms, headers) → Event, or InvalidEvent
+Decoder = Callable[
+    [bytes | None, bytes | None, int | None, Sequence[tuple[str, bytes | None]]], Event
+]
 
 
 class AlertHook(Protocol):
@@ -77,6 +88,7 @@ class LoopConfig:
     max_event_bytes: int | None = None  # larger values are stubbed undecoded; None: no bound
     max_time_ahead_s: float | None = None  # later event times are refused; None: no bound
     max_refused_attempts: int = 3  # a message refused for good is skipped after this many
+    decoder: Decoder | None = None  # a declared input's mapping; None: the native schema
 
 
 class Service:
@@ -305,6 +317,7 @@ class Service:
         invalid = self.metrics.events_invalid
         admit = self.control.admit if self.control is not None else None
         max_bytes = cfg.max_event_bytes
+        mapped = cfg.decoder
         horizon = self._horizon()  # the wall clock, read once per batch
         # the horizon in the zone of the last event: with the same tzinfo object the
         # comparison is cheap (pydantic shares one per offset); across zones it calls
@@ -319,7 +332,11 @@ class Service:
                 outgoing.append(self._too_large(record, len(value)))
                 continue
             try:
-                event = decode(value)
+                event = (
+                    decode(value)
+                    if mapped is None
+                    else mapped(value, record.key, record.timestamp, record.headers)
+                )
             except InvalidEvent as error:
                 refused = (
                     InvalidEvent("unreadable", record.detail)  # the client could not parse it

@@ -41,22 +41,29 @@ import csv
 import gzip
 import json
 import math
+import re
 from collections.abc import Collection, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
 from alerting.errors import InvalidEvent, ReasonedError
 from alerting.events import Event, validate
 from alerting.times import parse_time
 
+if TYPE_CHECKING:
+    from alerting.mapping import InputMapping, InputSpec
+
 __all__ = [
     "ColumnMapping",
     "InvalidRow",
+    "MappedLine",
+    "check_file_sources",
     "count_rows",
     "read_events",
     "read_labelled_events",
+    "read_mapped",
 ]
 
 Kind = Literal["trade", "quote", "metric"]
@@ -171,6 +178,82 @@ def _items(rows: Iterator[tuple[Event | InvalidRow, object]]) -> Iterator[Event 
     finally:
         if isinstance(rows, Generator):  # closing a half-read file's reader closes the file
             rows.close()
+
+
+# -- a declared input's JSON Lines ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MappedLine:
+    """One line of a JSON Lines file of a declared input's shape."""
+
+    line: int  #: 1-based line number
+    raw: bytes  #: the line as it is, without its end (what the input's topic would carry)
+    event: Event | InvalidRow  #: the line through the input's mapping
+    label: object  #: the line's top-level ``label`` field (None: absent, or no label)
+
+
+_RECORD_SOURCES = ("@key", "@timestamp", "@header:")
+
+
+def check_file_sources(spec: InputSpec) -> None:
+    """A :class:`ValueError` when ``spec`` reads a record's key, timestamp or headers: a
+    line of a file has none, so such a mapping cannot read a file (rather than guess)."""
+    sources: list[tuple[str, str]] = [("time", spec.time)]
+    inner = re.findall(r"\{([^{}]*)\}", spec.entity)
+    sources += [("entity", source) for source in (inner or [spec.entity])]
+    for name, source in spec.fields.items():
+        for one in [source] if isinstance(source, str) else source:
+            sources.append((f"fields.{name}", one))
+    for setting, source in sources:
+        if source.startswith(_RECORD_SOURCES):
+            raise ValueError(
+                f"input {spec.topic} maps {setting} from {source}, which a line of a file "
+                "does not have (no record key, timestamp or headers); a file needs a block "
+                "that maps it from a field of the lines"
+            )
+
+
+def read_mapped(
+    path: str | Path, mapping: InputMapping, label: str | None = None
+) -> Iterator[MappedLine]:
+    """The lines of a JSON Lines file (``.gz`` too) of a declared input's shape, each
+    through ``mapping`` (:meth:`~alerting.mapping.InputMapping.from_object`, the rules of
+    the live topic); a line it refuses is an :class:`InvalidRow` with the mapping's
+    reason and detail. ``label`` names a top-level field holding the truth.
+
+    Raises :class:`ValueError` for a file that is not JSON Lines.
+    """
+    path = Path(path)
+    fmt, gzipped = _format(path)
+    if fmt != "jsonl":
+        raise ValueError(
+            f"{path.name}: an [[inputs]] mapping (--input) reads JSON Lines files (.jsonl, "
+            ".ndjson, .gz too), not CSV"
+        )
+    return _read_mapped(path, gzipped, mapping, label)
+
+
+def _read_mapped(
+    path: Path, gzipped: bool, mapping: InputMapping, label: str | None
+) -> Iterator[MappedLine]:
+    with _open_text(path, gzipped) as source:
+        for number, line in enumerate(source, 1):
+            if not line.strip():
+                continue
+            text = line.rstrip("\r\n")
+            raw = text.encode()
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                yield MappedLine(number, raw, InvalidRow(number, "not_json", str(exc), text), None)
+                continue
+            cell = value.get(label) if label is not None and isinstance(value, dict) else None
+            try:
+                event: Event | InvalidRow = mapping.from_object(value)
+            except InvalidEvent as exc:
+                event = InvalidRow(number, exc.reason, exc.detail, text)
+            yield MappedLine(number, raw, event, cell)
 
 
 def count_rows(path: str | Path) -> int:

@@ -8,6 +8,12 @@ age of the recording.
 ``--synthetic --output DIR`` writes the generated stream to ``DIR/events.jsonl`` (the
 wire format, one event a line, which ``alerting replay DIR/events.jsonl`` reads back)
 and its labels to ``DIR/labels.jsonl`` instead of publishing: no broker, no pacing.
+
+``replay FILE --input TOPIC`` replays a JSON Lines recording of a declared input's own
+shape: each line is published as it is to the input's topic, keyed by its mapped entity
+and paced by its mapped event time, so that the service maps it exactly as it maps the
+live records; lines the mapping refuses are skipped with their line number and reason,
+as invalid rows are. :class:`MappedFile` reads such a file for ``evaluate --input``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,8 @@ from alerting.settings import Settings
 if TYPE_CHECKING:
     from alerting.backtest import Skipped
     from alerting.evaluation import Window
-    from producers.files import ColumnMapping, InvalidRow, Kind
+    from alerting.mapping import InputMapping
+    from producers.files import ColumnMapping, InvalidRow, Kind, MappedLine
     from producers.synthetic import Label
 
 log = logging.getLogger(__name__)
@@ -170,11 +177,45 @@ def _check_sources(plan: ReplayPlan) -> None:
         raise ConfigError("replay --labels writes the synthetic market's labels: add --synthetic")
 
 
+def _from_mapped(
+    file: Path, mapping: InputMapping, skipped: list[InvalidRow]
+) -> Iterator[tuple[Event, bytes]]:
+    from producers.files import InvalidRow, read_mapped
+
+    try:
+        lines = read_mapped(file, mapping)
+    except ValueError as exc:
+        raise ConfigError(f"replay {file}: {exc}") from None
+    for line in lines:
+        if isinstance(line.event, InvalidRow):
+            skipped.append(line.event)
+            if len(skipped) <= 10:
+                log.warning(
+                    "%s line %d skipped (%s): %s",
+                    file,
+                    line.line,
+                    line.event.reason,
+                    line.event.detail,
+                )
+            continue
+        yield line.event, line.raw
+
+
+def _native(events: Iterator[Event]) -> Iterator[tuple[Event, bytes]]:
+    for event in events:
+        yield event, encode(event)
+
+
 def replay(
-    settings: Settings, plan: ReplayPlan, install_stop: Callable[[], threading.Event]
+    settings: Settings,
+    plan: ReplayPlan,
+    install_stop: Callable[[], threading.Event],
+    mapping: InputMapping | None = None,
 ) -> int:
     """Publish the plan's events to the events topic, paced; with ``plan.output``, write
-    them to files instead (:func:`write_synthetic`).
+    them to files instead (:func:`write_synthetic`). With ``mapping`` (a declared input,
+    whose topic ``settings.topics.events`` then is) the file's lines are published as
+    they are, keyed and paced by what the mapping reads of them.
 
     ``install_stop`` is called once the producer is open: it installs the signal handlers
     and returns the event they set, which ends the replay.
@@ -196,11 +237,17 @@ def replay(
         raise ConfigError(f"replay --backfill must be at least 0, got {backfill}")
     labels: list[Label] = []
     skipped: list[InvalidRow] = []
+    events: Iterator[tuple[Event, bytes]]
     if plan.file is None:
-        events = _synthetic(plan, labels)
+        if mapping is not None:
+            raise ConfigError("replay --input reads a FILE of the input's shape, not --synthetic")
+        events = _native(_synthetic(plan, labels))
         total = plan.count or None
+    elif mapping is not None:
+        events = _from_mapped(plan.file, mapping, skipped)
+        total = count_rows(plan.file)
     else:
-        events = _from_file(plan.file, plan.columns, skipped)
+        events = _native(_from_file(plan.file, plan.columns, skipped))
         total = count_rows(plan.file)
     from consumers.kafka_python import producer_for
     from producers.topics import ensure_topics
@@ -216,12 +263,12 @@ def replay(
     progress = Progress(total, f"replay → {topic}", enabled=plan.progress)
     try:
         with progress:
-            for event in events:
+            for event, value in events:
                 if stop.is_set():
                     break
                 if sent >= backfill:  # the backfill goes at once, the rest is paced
                     pacer.wait_until_due(event.timestamp)
-                producer.send(topic, key=event.entity.encode(), value=encode(event)).add_errback(
+                producer.send(topic, key=event.entity.encode(), value=value).add_errback(
                     errors.append
                 )
                 sent += 1
@@ -312,6 +359,60 @@ class LabelledFile:
 
     def windows_from_column(self) -> dict[str, list[Window]]:
         return windows_from_column(self.path, self.mapping)
+
+
+class MappedFile:
+    """A JSON Lines recording of a declared input's shape as ``alerting evaluate --input``
+    reads it (a :class:`~alerting.backtest.Recording`): each line through the input's
+    mapping, the truth in its top-level ``label_column`` field."""
+
+    def __init__(self, path: Path, mapping: InputMapping, label_column: str | None = None) -> None:
+        self.path = path
+        self.mapping = mapping
+        self.label = label_column
+        try:
+            read_mapped_lines(path, mapping, None)  # checks the format now
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    def count(self) -> int:
+        from producers.files import count_rows
+
+        return count_rows(self.path)
+
+    def events(self, skipped: list[Skipped]) -> Iterator[Event]:
+        """The valid events; lines the mapping refuses are collected in ``skipped``."""
+        from producers.files import InvalidRow
+
+        for line in read_mapped_lines(self.path, self.mapping, None):
+            if isinstance(line.event, InvalidRow):
+                skipped.append(line.event)
+                continue
+            yield line.event
+
+    def windows_from_column(self) -> dict[str, list[Window]]:
+        """Windows from the label field: consecutive anomalous events of an entity form one."""
+        from alerting.backtest import truthy
+        from alerting.evaluation import windows_from_flags
+        from producers.files import InvalidRow
+
+        assert self.label is not None
+        flags: dict[str, list[tuple[float, bool]]] = {}
+        for line in read_mapped_lines(self.path, self.mapping, self.label):
+            if isinstance(line.event, InvalidRow):
+                continue
+            where = f"{self.path.name} line {line.line}, field {self.label!r}"
+            flags.setdefault(line.event.entity, []).append(
+                (line.event.timestamp, truthy(line.label, where))
+            )
+        return windows_from_flags(flags)
+
+
+def read_mapped_lines(path: Path, mapping: InputMapping, label: str | None) -> Iterator[MappedLine]:
+    """:func:`producers.files.read_mapped`, imported when used."""
+    from producers.files import read_mapped
+
+    return read_mapped(path, mapping, label)
 
 
 def _rows(path: Path, mapping: ColumnMapping) -> Iterator[tuple[Event | InvalidRow, object]]:

@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alerting.cli.replay import add_column_arguments, column_flags
+from alerting.cli.replay import add_column_arguments, add_input_argument, column_flags, file_input
 from alerting.evaluation import PROFILES
 from alerting.settings import Settings
 
 if TYPE_CHECKING:
-    from alerting.backtest import EvaluatePlan
+    from collections.abc import Callable
+
+    from alerting.backtest import EvaluatePlan, Recording
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,6 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="chart at most N entities, those with the most windows first (default 20)",
     )
     add_column_arguments(p, "file columns (as alerting replay)")
+    add_input_argument(p, "each line through its mapping, as the service maps the topic")
     p.add_argument("--no-progress", action="store_true", help="no progress on stderr")
 
 
@@ -105,13 +108,17 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     from alerting.backtest import evaluate
     from alerting.report import write_report
     from alerting.wiring import build_processor
-    from producers.replay import LabelledFile
+    from producers.replay import LabelledFile, MappedFile
 
     plan = evaluate_plan(args)
     flags = column_flags(args)
-    done = evaluate(  # offline: no broker, no Kafka client
-        settings, plan, lambda: LabelledFile(plan.data, flags, plan.label_column), build_processor
+    _, mapping = file_input(settings, args.input)
+    open_data: Callable[[], Recording] = (
+        (lambda: LabelledFile(plan.data, flags, plan.label_column))
+        if mapping is None
+        else (lambda: MappedFile(plan.data, mapping, plan.label_column))
     )
+    done = evaluate(settings, plan, open_data, build_processor)  # offline: no broker
     if plan.output is not None:
         written = write_report(
             plan.output, done.doc, done.runs, done.windows, plan.profile, plan.max_charts

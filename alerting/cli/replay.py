@@ -8,10 +8,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from alerting.errors import ConfigError
 from alerting.settings import Settings
-from alerting.wiring import StopSignals, kafka_cluster
+from alerting.wiring import StopSignals, kafka_cluster, select_input
 
 if TYPE_CHECKING:
+    from alerting.mapping import InputMapping
     from producers.replay import ColumnFlags, ReplayPlan
 
 # for --help only; the catalogue itself lives in producers.synthetic (numpy: not imported here)
@@ -96,6 +98,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "instead of publishing (no broker needed)",
     )
     add_column_arguments(p, "file columns")
+    add_input_argument(
+        p, "publish each line as it is to that input's topic, keyed and paced by its mapping"
+    )
     pace = p.add_argument_group("pacing")
     pace.add_argument(
         "--speed",
@@ -130,6 +135,33 @@ def add_column_arguments(p: argparse.ArgumentParser, title: str) -> None:
     cols.add_argument(
         "--value-columns", help="comma-separated metric value columns (default: all numeric)"
     )
+
+
+def add_input_argument(p: argparse.ArgumentParser, what: str) -> None:
+    """``--input TOPIC``: read a JSON Lines file of a declared input's shape."""
+    p.add_argument(
+        "--input",
+        metavar="TOPIC",
+        help=f"the FILE is JSON Lines of the shape of this [[inputs]] block: {what} (the "
+        "column flags do not apply)",
+    )
+
+
+def file_input(settings: Settings, topic: str | None) -> tuple[Settings, InputMapping | None]:
+    """The settings and mapping of ``--input TOPIC`` for a file (:func:`select_input`; a
+    mapping that reads a record's key, timestamp or headers is refused: lines have none).
+    Without ``--input``, the settings as they are: a file is read by its column flags."""
+    if topic is None:
+        return settings, None
+    from producers.files import check_file_sources
+
+    derived, mapping = select_input(settings, topic)
+    (spec,) = [spec for spec in settings.inputs if spec.topic == topic]
+    try:
+        check_file_sources(spec)
+    except ValueError as exc:
+        raise ConfigError(f"--input {topic}: {exc}") from None
+    return derived, mapping
 
 
 def column_flags(args: argparse.Namespace) -> ColumnFlags:
@@ -182,5 +214,6 @@ def command(settings: Settings, args: argparse.Namespace) -> int:
     plan = replay_plan(args)
     if plan.output is not None:  # --output writes files: no broker to start
         return replay(settings, plan, _install_stop)
+    settings, mapping = file_input(settings, args.input)  # the input's topic is the events'
     with kafka_cluster(settings) as s:
-        return replay(s, plan, _install_stop)
+        return replay(s, plan, _install_stop, mapping)

@@ -14,6 +14,7 @@ from alerting.wiring import (
     build_processor,
     kafka_cluster,
     require_signing_key,
+    select_input,
     serve_metrics,
 )
 
@@ -21,15 +22,24 @@ log = logging.getLogger("alerting")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """``run`` takes no flags of its own: everything is a setting."""
+    """``run`` takes one flag, the declared input to read; everything else is a setting."""
+    p.add_argument(
+        "--input",
+        metavar="TOPIC",
+        help="the [[inputs]] block to read, by topic (needed when several are declared; "
+        "one process reads one input)",
+    )
 
 
 def command(settings: Settings, args: argparse.Namespace) -> int:
-    return run_service(settings)
+    return run_service(settings, args.input)
 
 
-def run_service(settings: Settings) -> int:
-    """Consume, decide and publish on the configured cluster (or an embedded broker)."""
+def run_service(settings: Settings, input_topic: str | None = None) -> int:
+    """Consume, decide and publish on the configured cluster (or an embedded broker).
+
+    With ``[[inputs]]`` the process reads one of them (:func:`select_input`): its topic,
+    through its mapping, in its own group and changelog."""
     import tempfile
 
     from alerting.metrics import Metrics
@@ -39,6 +49,7 @@ def run_service(settings: Settings) -> int:
     from consumers.runner import LoopConfig, Service
     from producers.topics import ensure_topics
 
+    settings, mapping = select_input(settings, input_topic)
     metrics = Metrics()
     with contextlib.ExitStack() as stack, kafka_cluster(settings) as s:
         require_signing_key(s)
@@ -72,6 +83,7 @@ def run_service(settings: Settings) -> int:
                 max_event_bytes=s.service.max_event_bytes,
                 max_time_ahead_s=s.service.max_time_ahead_s,
                 max_refused_attempts=s.service.max_refused_attempts,
+                decoder=mapping.decode if mapping is not None else None,
             ),
             model_bytes=model_bytes,
             control=control,
@@ -82,8 +94,9 @@ def run_service(settings: Settings) -> int:
             service.stop.set()
         watchdog.start()
         log.info(
-            "consuming %s as group %s from %s (client %s) with detector %s; alerts to %s",
+            "consuming %s%s as group %s from %s (client %s) with detector %s; alerts to %s",
             s.topics.events,
+            f" (input, kind {mapping.kind})" if mapping is not None else "",
             s.service.group_id,
             s.kafka.bootstrap_servers,
             s.kafka.client,

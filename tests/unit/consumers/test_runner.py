@@ -16,11 +16,12 @@ from alerting.alerts import FIRING, SourcePosition
 from alerting.detectors import RollingZScore
 from alerting.errors import ConfigError
 from alerting.events import Event, Metric, Trade
+from alerting.mapping import InputMapping, compile_input
 from alerting.metrics import PUBLISH_SKIP_REASONS, Metrics
 from alerting.policy import AlertPolicy
 from alerting.processor import Outcome, Processor
 from alerting.records import Outgoing
-from alerting.settings import load_settings
+from alerting.settings import InputSettings, load_settings
 from alerting.thresholds import FixedThreshold
 from consumers.port import PERMANENT_ERROR_CODES
 from consumers.runner import Service
@@ -809,3 +810,88 @@ def test_a_record_the_client_cannot_read_is_dead_lettered_as_unreadable_and_pass
     assert value(metrics, "alerting_events_invalid_total", reason="unreadable") == 1
     assert value(metrics, "alerting_events_processed_total", kind="trade") == 4
     assert port.commits[-1][(DEFAULT_TOPIC, 0)] == 5
+
+
+# -- a declared input's decoder -------------------------------------------------------------
+
+
+def _desk_mapping() -> InputMapping:
+    return compile_input(
+        InputSettings(
+            topic="desk.trades",
+            kind="trade",
+            entity="@key",
+            time="@timestamp",
+            fields={"price": "px", "size": "qty", "venue": "@header:venue"},
+        )
+    )
+
+
+def test_a_declared_input_is_decoded_by_its_mapping_with_key_timestamp_and_headers() -> None:
+    port = FakePort(topic="desk.trades")
+    rng = random.Random(3)
+    for i in range(40):
+        px = 100.0 + rng.gauss(0, 0.05) if i < 39 else 400.0
+        port.add_raw(
+            json.dumps({"px": px, "qty": 10}).encode(),
+            key=b"AAPL",
+            timestamp_ms=1_733_300_000_000 + 1000 * i,
+            headers=[("venue", b"XNAS")],
+        )
+    seen: list[Event] = []
+    processor = make_processor()
+    process = processor.process
+
+    def spy(event: Event, position: SourcePosition | None = None) -> Outcome:
+        seen.append(event)
+        return process(event, position)
+
+    processor.process = spy  # type: ignore[method-assign]
+    service, metrics = make_service(port, processor, decoder=_desk_mapping().decode)
+    assert service.run_once() == 40
+    assert len(seen) == 40
+    assert all(isinstance(e, Trade) and e.symbol == "AAPL" and e.venue == "XNAS" for e in seen)
+    assert seen[0].time == datetime.fromtimestamp(1_733_300_000, UTC)
+    [alert] = [json.loads(m.value or b"") for m in port.published_to(ALERTS)]
+    assert alert["subject"] == "AAPL"
+    assert alert["time"].startswith("2024-12-04T08:13:59")
+    assert port.published_to(DLQ) == []
+    assert value(metrics, "alerting_events_processed_total", kind="trade") == 40
+
+
+def test_a_record_the_mapping_refuses_is_dead_lettered_with_the_path() -> None:
+    exchange = compile_input(
+        InputSettings(
+            topic="exchange.trades",
+            kind="trade",
+            entity="data.s",
+            time="data.T",
+            time_unit="us",
+            fields={"price": "data.p", "size": "data.q"},
+        )
+    )
+    port = FakePort(topic="exchange.trades")
+    good = {"e": "trade", "data": {"s": "BTCUSDT", "p": "43000.10", "q": "0.015", "T": 1}}
+    port.add_raw(json.dumps(good).encode(), key=b"BTCUSDT")
+    record = port.add_raw(b'{"e": "trade", "data": {"s": "BTCUSDT", "q": "1", "T": 2}}')
+    port.add_raw(b"not json")
+    service, metrics = make_service(port, decoder=exchange.decode)
+    assert service.run_once() == 3
+    letters = port.published_to(DLQ)
+    assert [header_dict(m)[dead_letters.REASON] for m in letters] == [b"missing_field", b"not_json"]
+    assert letters[0].value == record.value
+    assert header_dict(letters[0])[dead_letters.DETAIL] == (
+        b"missing field data.p in input exchange.trades"
+    )
+    assert value(metrics, "alerting_events_invalid_total", reason="missing_field") == 1
+    assert value(metrics, "alerting_events_processed_total", kind="trade") == 1
+    assert port.committed == {("exchange.trades", 0): 3}
+
+
+def test_without_a_decoder_a_foreign_record_is_refused_as_the_native_schema_says() -> None:
+    port = FakePort()
+    port.add_raw(b'{"sym": "AAPL", "px": 1.0, "qty": 1, "ts": 1733300000123}')
+    service, metrics = make_service(port)
+    service.run_once()
+    assert [m.topic for m in port.published] == [DLQ]
+    assert value(metrics, "alerting_events_processed_total", kind="trade") == 0

@@ -236,3 +236,21 @@ def test_the_worked_policy_example_is_what_the_policy_does() -> None:
     for t, score, label in rows:
         decision = policy.evaluate(state, float(score), 6.0, float(t), "trade")
         assert decision.label == label.strip(), (t, score)
+
+
+def test_your_own_topics_blocks_load_and_map_their_records(tmp_path: Path) -> None:
+    """Each worked example of "Your own topics": its [[inputs]] block loads as settings
+    and maps the record shown above it to an event."""
+    from alerting.wiring import select_input
+
+    section = README[README.index("## Your own topics") :].split("\n## ", 1)[0]
+    pairs = re.findall(r"```json\n(.*?)```\s*```text\n(\[\[inputs\]\].*?)```", section, re.S)
+    assert len(pairs) == 3
+    for record, block in pairs:
+        path = tmp_path / "alerting.toml"
+        path.write_text(block)
+        settings = load_settings(path)
+        _, mapping = select_input(settings, None)
+        assert mapping is not None
+        event = mapping.decode(record.strip().encode())
+        assert event.kind == mapping.kind and event.entity in record
